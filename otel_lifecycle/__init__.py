@@ -1,0 +1,9 @@
+"""otel_lifecycle: every span that was started is exported exactly once, with how it ended."""
+
+from __future__ import annotations
+
+from otel_lifecycle._conversation import conversation
+from otel_lifecycle._processor import LifecycleSpanProcessor
+from otel_lifecycle._stats import LifecycleStats
+
+__all__ = ["LifecycleSpanProcessor", "LifecycleStats", "conversation"]

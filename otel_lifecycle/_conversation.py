@@ -1,0 +1,96 @@
+"""Conversation ids: the ``conversation()`` scope and the resolution order.
+
+At ``on_start`` a span's conversation id is the first found of:
+
+1. the span's own start attributes, for the configured keys, in order;
+2. the id already known for the span's trace in this process (including one the
+   parent span set on itself after it started);
+3. OpenTelemetry baggage in the parent context, same keys, same order;
+4. the innermost ``otel_lifecycle.conversation(...)`` scope;
+5. the ``conversation_id_resolver(span)`` callable, if given;
+6. the fallback: nothing, the trace id in hex, or a new UUID.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Callable, Optional
+
+from opentelemetry import baggage
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Span
+from opentelemetry.trace import format_trace_id
+
+from otel_lifecycle._settings import Fallback
+
+Resolver = Callable[[Span], Optional[str]]
+
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "otel_lifecycle_conversation", default=None
+)
+
+
+@contextmanager
+def conversation(conversation_id: str) -> Iterator[str]:
+    """Scope a conversation id over a block of code.
+
+    Spans started inside the block (in this thread or task, and in tasks it
+    creates) get ``gen_ai.conversation.id`` unless an earlier rule of the
+    resolution order gives them one. The previous scope is restored on exit.
+    """
+    if not isinstance(conversation_id, str):
+        raise TypeError(f"conversation_id must be a str, got {type(conversation_id).__name__}")
+    if not conversation_id:
+        raise ValueError("conversation_id must be a non-empty str")
+    token = _current.set(conversation_id)
+    try:
+        yield conversation_id
+    finally:
+        _current.reset(token)
+
+
+def current_conversation() -> str | None:
+    """The id of the innermost ``conversation()`` scope, if any."""
+    return _current.get()
+
+
+def from_mapping(values: Mapping[str, object] | None, keys: tuple[str, ...]) -> str | None:
+    """The first non-empty value among ``keys`` in ``values``, as a string."""
+    if not values:
+        return None
+    for key in keys:
+        value = values.get(key)
+        if value is not None and value != "":
+            return str(value)
+    return None
+
+
+class ConversationResolver:
+    """Applies rules 3 to 6 of the resolution order (1 and 2 need the trace state)."""
+
+    __slots__ = ("_fallback", "_keys", "_resolver")
+
+    def __init__(self, keys: tuple[str, ...], resolver: Resolver | None, fallback: Fallback):
+        self._keys = keys
+        self._resolver = resolver
+        self._fallback = fallback
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The attribute and baggage keys, in order."""
+        return self._keys
+
+    def from_context(self, span: Span, parent_context: Context | None) -> str | None:
+        """Rules 3 to 6: baggage, the ``conversation()`` scope, the resolver, the fallback."""
+        found = from_mapping(baggage.get_all(parent_context), self._keys) or _current.get()
+        if found is None and self._resolver is not None:
+            resolved = self._resolver(span)
+            found = str(resolved) if resolved is not None and resolved != "" else None
+        if found is not None or self._fallback == "none":
+            return found
+        if self._fallback == "trace_id":
+            return format_trace_id(span.context.trace_id)
+        return str(uuid.uuid4())

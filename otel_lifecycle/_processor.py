@@ -1,0 +1,292 @@
+"""``LifecycleSpanProcessor``: tracks open spans and finalizes them exactly once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Callable, Union
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.util.types import Attributes
+
+from otel_lifecycle._bounded import call_within
+from otel_lifecycle._conversation import ConversationResolver, Resolver, from_mapping
+from otel_lifecycle._finalize import FLUSH, SHUTDOWN, TIMEOUT, Reason, finalize_span, reason_named
+from otel_lifecycle._semconv import CONVERSATION_ID
+from otel_lifecycle._settings import (
+    FALLBACK_VALUES,
+    ON_FLUSH_VALUES,
+    Fallback,
+    OnFlush,
+    check_choice,
+    check_keys,
+    check_positive_int,
+    check_seconds,
+    load_settings,
+)
+from otel_lifecycle._snapshot import in_progress_marker
+from otel_lifecycle._stats import Counters, LifecycleStats
+from otel_lifecycle._tracking import OpenSpans, TraceState, finalization_order
+from otel_lifecycle._watchdog import Expired, RootWatchdog
+
+_logger = logging.getLogger(__name__)
+
+Delegate = Union[SpanExporter, SpanProcessor]
+
+
+class LifecycleSpanProcessor(SpanProcessor):
+    """Track open spans per trace; finalize the ones left open, exactly once, with a reason.
+
+    ``delegate`` receives every ended span: a ``SpanExporter`` is wrapped in the
+    SDK's ``BatchSpanProcessor`` (configured by the ``OTEL_BSP_*`` variables); a
+    ``SpanProcessor`` is used as it is. A keyword left as None comes from its
+    ``OTEL_LIFECYCLE_*`` environment variable, else its default.
+    """
+
+    def __init__(
+        self,
+        delegate: Delegate,
+        *,
+        root_timeout: float | None = None,
+        on_flush: OnFlush | None = None,
+        conversation_id_keys: tuple[str, ...] | list[str] | None = None,
+        conversation_id_fallback: Fallback | None = None,
+        conversation_id_resolver: Resolver | None = None,
+        max_tracked_spans: int | None = None,
+        shutdown_timeout: float | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        settings = load_settings()
+        if isinstance(delegate, SpanExporter):
+            self._delegate: SpanProcessor = BatchSpanProcessor(delegate)
+        elif isinstance(delegate, SpanProcessor):
+            self._delegate = delegate
+        else:
+            raise TypeError(
+                f"delegate must be a SpanExporter or a SpanProcessor, got {type(delegate).__name__}"
+            )
+        if conversation_id_resolver is not None and not callable(conversation_id_resolver):
+            raise TypeError("conversation_id_resolver must be callable")
+        if clock is not None and not callable(clock):
+            raise TypeError("clock must be callable")
+        timeout = (
+            settings.root_timeout
+            if root_timeout is None
+            else check_seconds("root_timeout", root_timeout, allow_zero=True) or None
+        )
+        self._on_flush = (
+            settings.on_flush
+            if on_flush is None
+            else check_choice("on_flush", on_flush, ON_FLUSH_VALUES)
+        )
+        self._conversations = ConversationResolver(
+            settings.conversation_id_keys
+            if conversation_id_keys is None
+            else check_keys("conversation_id_keys", conversation_id_keys),
+            conversation_id_resolver,
+            settings.conversation_id_fallback
+            if conversation_id_fallback is None
+            else check_choice(  # type: ignore[arg-type]
+                "conversation_id_fallback", conversation_id_fallback, FALLBACK_VALUES
+            ),
+        )
+        self._shutdown_timeout = (
+            settings.shutdown_timeout
+            if shutdown_timeout is None
+            else check_seconds("shutdown_timeout", shutdown_timeout, allow_zero=False)
+        )
+        self._open = OpenSpans(
+            settings.max_tracked_spans
+            if max_tracked_spans is None
+            else check_positive_int("max_tracked_spans", max_tracked_spans)
+        )
+        self._strict = settings.strict
+        self._clock = clock or time.monotonic
+        self._counters = Counters()
+        self._id_generator = RandomIdGenerator()
+        self._logged_errors: set[str] = set()
+        self._shutdown_lock = threading.Lock()
+        self._is_shut_down = False
+        self._queue = _owned_queue(self._delegate) if isinstance(delegate, SpanExporter) else None
+        self._watchdog: RootWatchdog | None = None
+        if timeout is not None:
+            self._watchdog = RootWatchdog(timeout, self._clock, self._open, self._expire)
+            self._watchdog.start()
+
+    @property
+    def delegate(self) -> SpanProcessor:
+        """The span processor that receives every ended span."""
+        return self._delegate
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Track ``span`` and give it its conversation id. Never raises."""
+        try:
+            self._track(span, parent_context)
+        except Exception as error:  # noqa: BLE001 - a hook must never raise into the application
+            self._internal_error("on_start", error)
+        try:
+            self._delegate.on_start(span, parent_context)
+        except Exception as error:  # noqa: BLE001
+            self._internal_error("delegate.on_start", error)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Stop tracking ``span`` and hand it to the delegate. Never raises."""
+        try:
+            context = span.context
+            if context is not None:
+                self._open.remove(context.trace_id, context.span_id)
+            queue = self._queue
+            if queue is not None and len(queue) >= (queue.maxlen or 0):
+                self._counters.add("dropped_overflow")
+        except Exception as error:  # noqa: BLE001
+            self._internal_error("on_end", error)
+        try:
+            self._delegate.on_end(span)
+        except Exception as error:  # noqa: BLE001
+            self._internal_error("delegate.on_end", error)
+
+    def _track(self, span: Span, parent_context: Context | None) -> None:
+        if not span.is_recording():
+            return
+        parent = span.parent
+        is_local_root = parent is None or parent.is_remote
+        state = self._open.add(span, self._clock() if is_local_root else None)
+        if state is None:
+            self._counters.add("untracked")
+        elif is_local_root and self._watchdog is not None:
+            self._watchdog.on_root_started()
+        found = (
+            from_mapping(span.attributes, self._conversations.keys)
+            or self._known_conversation(state, parent)
+            or self._conversations.from_context(span, parent_context)
+        )
+        if found is None:
+            return
+        if state is not None and state.conversation_id is None:
+            state.conversation_id = found
+        if CONVERSATION_ID not in (span.attributes or {}):
+            span.set_attribute(CONVERSATION_ID, found)
+
+    def _known_conversation(self, state: TraceState | None, parent: object) -> str | None:
+        if state is None:
+            return None
+        if state.conversation_id is not None:
+            return state.conversation_id
+        parent_id = getattr(parent, "span_id", None)
+        parent_span = state.spans.get(parent_id) if parent_id is not None else None
+        if parent_span is None:
+            return None
+        return from_mapping(parent_span.attributes, self._conversations.keys)
+
+    def finalize_open_spans(self, reason: str) -> int:
+        """Finalize every open span now with ``reason``; return how many this call ended."""
+        return self._finalize_all(reason_named(reason))
+
+    def _finalize_all(self, reason: Reason, extra: Attributes = None) -> int:
+        return sum(
+            self._finalize_trace(state, finalization_order(state), reason, extra)
+            for state in self._open.traces()
+        )
+
+    def _finalize_trace(
+        self, state: TraceState, spans: list[Span], reason: Reason, extra: Attributes = None
+    ) -> int:
+        ended = 0
+        for span in spans:
+            try:
+                conversation_id = from_mapping(span.attributes, self._conversations.keys)
+                if finalize_span(
+                    span, reason, conversation_id or state.conversation_id, time.time_ns(), extra
+                ):
+                    ended += 1
+            except Exception as error:  # noqa: BLE001 - one bad span must not stop the others
+                self._internal_error("finalize", error)
+        if ended:
+            self._counters.finalized(reason.error_type, ended)
+        return ended
+
+    def _expire(self, expired: Expired) -> None:
+        for state, root_ids in expired:
+            self._finalize_trace(state, finalization_order(state, root_ids), TIMEOUT)
+
+    def _snapshot_roots(self) -> None:
+        for state in self._open.traces():
+            with state.lock:
+                pending = [
+                    state.spans[span_id]
+                    for span_id in state.roots
+                    if span_id not in state.snapshotted and span_id in state.spans
+                ]
+                state.snapshotted.update(span.context.span_id for span in pending)
+            for root in pending:
+                conversation_id = from_mapping(root.attributes, self._conversations.keys)
+                marker = in_progress_marker(
+                    root, conversation_id or state.conversation_id, self._id_generator
+                )
+                self._delegate.on_end(marker)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Check timeouts, apply ``on_flush`` to open spans, then flush the delegate in time."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        try:
+            if self._watchdog is not None:
+                self._watchdog.check()
+            if self._on_flush == "snapshot":
+                self._snapshot_roots()
+            elif self._on_flush == "finalize":
+                self._finalize_all(FLUSH)
+        except Exception as error:  # noqa: BLE001
+            self._internal_error("force_flush", error)
+        remaining = deadline - time.monotonic()
+        return call_within(
+            lambda: self._delegate.force_flush(max(int(remaining * 1000), 0)),
+            remaining,
+            "force_flush",
+        )
+
+    def shutdown(self) -> None:
+        """Finalize every open span, then flush and shut down the delegate. Idempotent."""
+        with self._shutdown_lock:
+            if self._is_shut_down:
+                return
+            self._is_shut_down = True
+        self.shutdown_with(SHUTDOWN)
+
+    def shutdown_with(self, reason: Reason, extra: Attributes = None) -> None:
+        """Shutdown, finalizing open spans with ``reason``, within the shutdown budget."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        try:
+            self._finalize_all(reason, extra)
+        except Exception as error:  # noqa: BLE001
+            self._internal_error("shutdown", error)
+        if not call_within(self._delegate.shutdown, self._shutdown_timeout, "shutdown"):
+            _logger.warning(
+                "otel_lifecycle: the exporter did not shut down within %ss", self._shutdown_timeout
+            )
+
+    def stats(self) -> LifecycleStats:
+        """An immutable snapshot of the open spans and of the counters."""
+        open_traces, open_spans = self._open.counts()
+        return self._counters.snapshot(open_traces, open_spans)
+
+    def _internal_error(self, where: str, error: Exception) -> None:
+        self._counters.add("internal_errors")
+        if self._strict:
+            raise error
+        if where not in self._logged_errors:
+            self._logged_errors.add(where)
+            _logger.error(
+                "otel_lifecycle: internal error in %s (logged once)", where, exc_info=error
+            )
+
+
+def _owned_queue(processor: SpanProcessor) -> deque[object] | None:
+    """The queue of a ``BatchSpanProcessor`` we created, to count overflow drops."""
+    queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
+    return queue if isinstance(queue, deque) and queue.maxlen else None

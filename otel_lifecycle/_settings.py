@@ -1,0 +1,247 @@
+"""Settings: every ``OTEL_LIFECYCLE_*`` environment variable is read here, and only here.
+
+Precedence is explicit argument > environment variable > default. A bad explicit
+argument raises ``ValueError``/``TypeError`` naming the parameter (a programming
+error); a bad environment value logs one warning naming the variable and the
+accepted values, and the default is used (an exception while
+``opentelemetry-instrument`` loads would kill the host application).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Callable, Generic, Literal, TypeVar, cast
+
+_logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+OnFlush = Literal["snapshot", "finalize", "none"]
+Fallback = Literal["none", "trace_id", "uuid"]
+Source = Literal["argument", "environment", "default"]
+
+ON_FLUSH_VALUES: tuple[OnFlush, ...] = ("snapshot", "finalize", "none")
+FALLBACK_VALUES: tuple[Fallback, ...] = ("none", "trace_id", "uuid")
+DEFAULT_CONVERSATION_ID_KEYS: tuple[str, ...] = ("gen_ai.conversation.id", "session.id", "conversation_id")
+DEFAULT_MAX_TRACKED_SPANS = 100_000
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    raise ValueError
+
+
+def _parse_seconds_or_off(text: str) -> float | None:
+    value = float(text.strip())
+    if not math.isfinite(value) or value < 0:
+        raise ValueError
+    return None if value == 0 else value
+
+
+def _parse_positive_seconds(text: str) -> float:
+    value = float(text.strip())
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError
+    return value
+
+
+def _parse_positive_int(text: str) -> int:
+    value = int(text.strip())
+    if value <= 0:
+        raise ValueError
+    return value
+
+
+def _parse_keys(text: str) -> tuple[str, ...]:
+    keys = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not keys:
+        raise ValueError
+    return keys
+
+
+def _parse_choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        lowered = text.strip().lower()
+        if lowered not in choices:
+            raise ValueError
+        return lowered
+
+    return parse
+
+
+def _parse_path(text: str) -> str | None:
+    return text.strip() or None
+
+
+@dataclass(frozen=True)
+class Variable(Generic[T]):
+    """One environment variable: its name, parser, default and accepted values."""
+
+    name: str
+    setting: str
+    parse: Callable[[str], T]
+    default: T
+    accepted: str
+    description: str
+
+
+VARIABLES: tuple[Variable[object], ...] = cast(
+    "tuple[Variable[object], ...]",
+    (
+        Variable(
+            "OTEL_LIFECYCLE_ENABLED",
+            "enabled",
+            _parse_bool,
+            True,
+            "true or false",
+            "Turn the whole package on or off under auto-configuration.",
+        ),
+        Variable(
+            "OTEL_LIFECYCLE_ROOT_TIMEOUT",
+            "root_timeout",
+            _parse_seconds_or_off,
+            None,
+            "seconds (a number >= 0; 0 = off)",
+            "Finalize a local root (and its open descendants) open longer than this.",
+        ),
+        Variable(
+            "OTEL_LIFECYCLE_ON_FLUSH",
+            "on_flush",
+            _parse_choice(ON_FLUSH_VALUES),
+            "snapshot",
+            " / ".join(ON_FLUSH_VALUES),
+            "What force_flush() does to open spans.",
+        ),
+        Variable(
+            "OTEL_LIFECYCLE_CONVERSATION_ID_KEYS",
+            "conversation_id_keys",
+            _parse_keys,
+            DEFAULT_CONVERSATION_ID_KEYS,
+            "a comma-separated list of attribute/baggage keys",
+            "Keys read, in order, to find a span's conversation id.",
+        ),
+        Variable(
+            "OTEL_LIFECYCLE_CONVERSATION_ID_FALLBACK",
+            "conversation_id_fallback",
+            _parse_choice(FALLBACK_VALUES),
+            "none",
+            " / ".join(FALLBACK_VALUES),
+            "Conversation id when none is found: leave unset, the trace id, or a new UUID.",
+        ),
+        Variable(
+            "OTEL_LIFECYCLE_MAX_TRACKED_SPANS",
+            "max_tracked_spans",
+            _parse_positive_int,
+            DEFAULT_MAX_TRACKED_SPANS,
+            "a positive integer",
+            "Open spans tracked at most; past it new spans are counted and not tracked.",
+        ),
+        Variable(
+            "OTEL_LIFECYCLE_SHUTDOWN_TIMEOUT",
+            "shutdown_timeout",
+            _parse_positive_seconds,
+            DEFAULT_SHUTDOWN_TIMEOUT,
+            "seconds (a number > 0)",
+            "Budget for finalizing and exporting at shutdown, even if the exporter hangs.",
+        ),
+        Variable(
+            "OTEL_LIFECYCLE_STRICT",
+            "strict",
+            _parse_bool,
+            False,
+            "true or false",
+            "Re-raise internal errors instead of logging them (for test suites).",
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration, with where each value came from."""
+
+    enabled: bool
+    root_timeout: float | None
+    on_flush: OnFlush
+    conversation_id_keys: tuple[str, ...]
+    conversation_id_fallback: Fallback
+    max_tracked_spans: int
+    shutdown_timeout: float
+    strict: bool
+    sources: Mapping[str, Source] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read every variable from ``environ`` (default ``os.environ``).
+
+    Each invalid value logs one warning and falls back to the default.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    sources: dict[str, Source] = {}
+    problems: list[str] = []
+    for variable in VARIABLES:
+        raw = env.get(variable.name)
+        values[variable.setting] = variable.default
+        sources[variable.setting] = "default"
+        if raw is None:
+            continue
+        try:
+            values[variable.setting] = variable.parse(raw)
+        except ValueError:
+            problem = (
+                f"invalid value {raw!r} for {variable.name}: expected {variable.accepted}; "
+                f"using the default {variable.default!r}"
+            )
+            problems.append(problem)
+            _logger.warning("otel_lifecycle: %s", problem)
+        else:
+            sources[variable.setting] = "environment"
+    return Settings(**values, sources=sources, problems=tuple(problems))  # type: ignore[arg-type]
+
+
+def check_seconds(name: str, value: object, *, allow_zero: bool) -> float:
+    """Validate an explicit duration argument in seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Validate an explicit positive integer argument."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """Validate an explicit argument that must be one of ``choices``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def check_keys(name: str, value: object) -> tuple[str, ...]:
+    """Validate an explicit non-empty sequence of non-empty strings."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a list or tuple of str, got {type(value).__name__}")
+    if not value or not all(isinstance(key, str) and key for key in value):
+        raise ValueError(f"{name} must be a non-empty list of non-empty str, got {value!r}")
+    return tuple(value)
