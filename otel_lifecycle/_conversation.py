@@ -3,8 +3,9 @@
 At ``on_start`` a span's conversation id is the first found of:
 
 1. the span's own start attributes, for the configured keys, in order;
-2. the id already known for the span's trace in this process (including one the
-   parent span set on itself after it started);
+2. the id already resolved for the span's trace in this process, while the trace
+   has an open span here (so children started in thread pools, executors and
+   other tasks inherit it whatever their contextvars);
 3. OpenTelemetry baggage in the parent context, same keys, same order;
 4. the innermost ``otel_lifecycle.conversation(...)`` scope;
 5. the ``conversation_id_resolver(span)`` callable, if given;
@@ -57,15 +58,40 @@ def current_conversation() -> str | None:
     return _current.get()
 
 
-def from_mapping(values: Mapping[str, object] | None, keys: tuple[str, ...]) -> str | None:
+def live_attributes(span: Span) -> Mapping[str, object]:
+    """The live span's attributes, read without a copy, a lock or a failed lookup.
+
+    The SDK's public ``span.attributes`` wraps a mapping whose misses raise
+    ``KeyError`` internally; its plain dict is read directly when it is there.
+    """
+    raw = getattr(getattr(span, "_attributes", None), "_dict", None)
+    return raw if isinstance(raw, dict) else (span.attributes or {})
+
+
+def from_mapping(values: Mapping[str, object] | None, keys: ConversationKeys) -> str | None:
     """The first non-empty value among ``keys`` in ``values``, as a string."""
-    if not values:
+    if not values or keys.names.isdisjoint(values):
         return None
-    for key in keys:
+    for key in keys.ordered:
         value = values.get(key)
         if value is not None and value != "":
             return str(value)
     return None
+
+
+class ConversationKeys:
+    """The keys read for a conversation id: in order, and as a set for a fast miss.
+
+    Most spans carry none of the keys; a set test on the span's attributes rejects
+    them without a failed lookup per key (each costs an exception in the SDK's
+    attribute mapping).
+    """
+
+    __slots__ = ("names", "ordered")
+
+    def __init__(self, ordered: tuple[str, ...]) -> None:
+        self.ordered = ordered
+        self.names = frozenset(ordered)
 
 
 class ConversationResolver:
@@ -74,12 +100,12 @@ class ConversationResolver:
     __slots__ = ("_fallback", "_keys", "_resolver")
 
     def __init__(self, keys: tuple[str, ...], resolver: Resolver | None, fallback: Fallback):
-        self._keys = keys
+        self._keys = ConversationKeys(keys)
         self._resolver = resolver
         self._fallback = fallback
 
     @property
-    def keys(self) -> tuple[str, ...]:
+    def keys(self) -> ConversationKeys:
         """The attribute and baggage keys, in order."""
         return self._keys
 

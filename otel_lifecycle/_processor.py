@@ -15,7 +15,12 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.util.types import Attributes
 
 from otel_lifecycle._bounded import call_within
-from otel_lifecycle._conversation import ConversationResolver, Resolver, from_mapping
+from otel_lifecycle._conversation import (
+    ConversationResolver,
+    Resolver,
+    from_mapping,
+    live_attributes,
+)
 from otel_lifecycle._finalize import FLUSH, SHUTDOWN, TIMEOUT, Reason, finalize_span, reason_named
 from otel_lifecycle._semconv import CONVERSATION_ID
 from otel_lifecycle._settings import (
@@ -160,28 +165,18 @@ class LifecycleSpanProcessor(SpanProcessor):
             self._counters.add("untracked")
         elif is_local_root and self._watchdog is not None:
             self._watchdog.on_root_started()
+        attributes = live_attributes(span)
         found = (
-            from_mapping(span.attributes, self._conversations.keys)
-            or self._known_conversation(state, parent)
+            from_mapping(attributes, self._conversations.keys)
+            or (state.conversation_id if state is not None else None)
             or self._conversations.from_context(span, parent_context)
         )
         if found is None:
             return
         if state is not None and state.conversation_id is None:
             state.conversation_id = found
-        if CONVERSATION_ID not in (span.attributes or {}):
+        if CONVERSATION_ID not in attributes:
             span.set_attribute(CONVERSATION_ID, found)
-
-    def _known_conversation(self, state: TraceState | None, parent: object) -> str | None:
-        if state is None:
-            return None
-        if state.conversation_id is not None:
-            return state.conversation_id
-        parent_id = getattr(parent, "span_id", None)
-        parent_span = state.spans.get(parent_id) if parent_id is not None else None
-        if parent_span is None:
-            return None
-        return from_mapping(parent_span.attributes, self._conversations.keys)
 
     def finalize_open_spans(self, reason: str) -> int:
         """Finalize every open span now with ``reason``; return how many this call ended."""
@@ -199,7 +194,7 @@ class LifecycleSpanProcessor(SpanProcessor):
         ended = 0
         for span in spans:
             try:
-                conversation_id = from_mapping(span.attributes, self._conversations.keys)
+                conversation_id = from_mapping(live_attributes(span), self._conversations.keys)
                 if finalize_span(
                     span, reason, conversation_id or state.conversation_id, time.time_ns(), extra
                 ):
@@ -224,7 +219,7 @@ class LifecycleSpanProcessor(SpanProcessor):
                 ]
                 state.snapshotted.update(span.context.span_id for span in pending)
             for root in pending:
-                conversation_id = from_mapping(root.attributes, self._conversations.keys)
+                conversation_id = from_mapping(live_attributes(root), self._conversations.keys)
                 marker = in_progress_marker(
                     root, conversation_id or state.conversation_id, self._id_generator
                 )

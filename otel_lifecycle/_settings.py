@@ -26,7 +26,11 @@ Source = Literal["argument", "environment", "default"]
 
 ON_FLUSH_VALUES: tuple[OnFlush, ...] = ("snapshot", "finalize", "none")
 FALLBACK_VALUES: tuple[Fallback, ...] = ("none", "trace_id", "uuid")
-DEFAULT_CONVERSATION_ID_KEYS: tuple[str, ...] = ("gen_ai.conversation.id", "session.id", "conversation_id")
+DEFAULT_CONVERSATION_ID_KEYS: tuple[str, ...] = (
+    "gen_ai.conversation.id",
+    "session.id",
+    "conversation_id",
+)
 DEFAULT_MAX_TRACKED_SPANS = 100_000
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 

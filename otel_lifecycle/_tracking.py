@@ -2,13 +2,16 @@
 
 The hot path (``add``/``remove``, called from ``on_start``/``on_end``) takes no
 global lock. Each trace has its own lock, so threads working on different traces
-never wait for each other; the set of all open span keys is a plain ``set`` whose
-``add``/``discard``/``len`` are atomic under the GIL and give an exact count for
-the cap. A trace's state is retired and forgotten when its last open span ends.
+never wait for each other. The cap compares two counters, each advanced with
+``next()`` on an ``itertools.count`` (atomic under the GIL): the open count it
+gives may lag by the few spans other threads are starting or ending at that
+instant, never more. A trace's state is retired and forgotten when its last open
+span ends.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterable
 
@@ -33,19 +36,22 @@ class TraceState:
 class OpenSpans:
     """Open spans by trace, bounded by ``max_spans``."""
 
-    __slots__ = ("_keys", "_max_spans", "_traces")
+    __slots__ = ("_added", "_added_total", "_max_spans", "_removed", "_removed_total", "_traces")
 
     def __init__(self, max_spans: int) -> None:
         self._max_spans = max_spans
         self._traces: dict[int, TraceState] = {}
-        self._keys: set[tuple[int, int]] = set()
+        self._added = itertools.count(1)
+        self._removed = itertools.count(1)
+        self._added_total = 0
+        self._removed_total = 0
 
     def add(self, span: Span, started_at: float | None) -> TraceState | None:
         """Track ``span``; ``started_at`` is given for local roots only.
 
         Returns the trace's state, or None when the cap is reached.
         """
-        if len(self._keys) >= self._max_spans:
+        if self._added_total - self._removed_total >= self._max_spans:
             return None
         context = span.get_span_context()
         trace_id, span_id = context.trace_id, context.span_id
@@ -56,27 +62,31 @@ class OpenSpans:
             with state.lock:
                 if state.retired:
                     continue
-                self._keys.add((trace_id, span_id))
                 state.spans[span_id] = span
                 if started_at is not None:
                     state.roots[span_id] = started_at
-                return state
+                break
+        self._added_total = next(self._added)
+        return state
 
     def remove(self, trace_id: int, span_id: int) -> bool:
-        """Stop tracking a span that ended; False if it was not tracked."""
+        """Stop tracking a span that ended; False if it was not tracked.
+
+        Popping a key is atomic, so only the last span of a trace takes the
+        trace's lock, to retire the state unless a span was added meanwhile.
+        """
         state = self._traces.get(trace_id)
-        if state is None:
+        if state is None or state.spans.pop(span_id, None) is None:
             return False
-        with state.lock:
-            if state.spans.pop(span_id, None) is None:
-                return False
-            self._keys.discard((trace_id, span_id))
-            if state.roots:
-                state.roots.pop(span_id, None)
-                state.snapshotted.discard(span_id)
-            if not state.spans:
-                state.retired = True
-                self._traces.pop(trace_id, None)
+        if state.roots:
+            state.roots.pop(span_id, None)
+            state.snapshotted.discard(span_id)
+        if not state.spans:
+            with state.lock:
+                if not state.spans and not state.retired:
+                    state.retired = True
+                    self._traces.pop(trace_id, None)
+        self._removed_total = next(self._removed)
         return True
 
     def traces(self) -> list[TraceState]:
@@ -84,13 +94,9 @@ class OpenSpans:
         return list(self._traces.values())
 
     def counts(self) -> tuple[int, int]:
-        """(open traces, open spans)."""
-        return len(self._traces), len(self._keys)
-
-    def clear(self) -> None:
-        """Forget everything (in a forked child: the parent's spans are the parent's)."""
-        self._traces = {}
-        self._keys = set()
+        """(open traces, open spans), counted exactly."""
+        traces = self.traces()
+        return len(traces), sum(len(state.spans) for state in traces)
 
 
 def finalization_order(state: TraceState, root_ids: Iterable[int] | None = None) -> list[Span]:

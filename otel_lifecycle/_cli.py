@@ -1,0 +1,29 @@
+"""The ``otel-lifecycle`` command (also ``python -m otel_lifecycle``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from otel_lifecycle._demo import run_demo
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one subcommand per task."""
+    parser = argparse.ArgumentParser(
+        prog="otel-lifecycle",
+        description="Finalize OpenTelemetry spans left open, exactly once, with a reason.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "demo", help="show what a backend receives with the plain SDK and with otel_lifecycle"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        return run_demo()
+    raise AssertionError(args.command)

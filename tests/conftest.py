@@ -1,0 +1,60 @@
+"""Shared fixtures: a provider wired to a lifecycle processor and an in-memory exporter."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Callable
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_lifecycle import LifecycleSpanProcessor
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts from a known environment, with internal errors re-raised."""
+    for name in list(os.environ):
+        if name.startswith(("OTEL_LIFECYCLE_", "OTEL_BSP_", "OTEL_EXPORTER_", "OTEL_TRACES_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("OTEL_LIFECYCLE_STRICT", "true")
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+class Harness:
+    """A provider whose only processor is a lifecycle processor over ``exporter``."""
+
+    def __init__(self, exporter: InMemorySpanExporter, **options: object) -> None:
+        self.exporter = exporter
+        self.processor = LifecycleSpanProcessor(SimpleSpanProcessor(exporter), **options)  # type: ignore[arg-type]
+        self.provider = TracerProvider(shutdown_on_exit=False)
+        self.provider.add_span_processor(self.processor)
+        self.tracer = self.provider.get_tracer("tests")
+
+    def exported(self) -> dict[str, ReadableSpan]:
+        """Exported spans by name; fails if a name was exported twice."""
+        spans = self.exporter.get_finished_spans()
+        names = [span.name for span in spans]
+        assert len(names) == len(set(names)), f"exported more than once: {names}"
+        return {span.name: span for span in spans}
+
+
+@pytest.fixture
+def make_harness(exporter: InMemorySpanExporter) -> Iterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(**options: object) -> Harness:
+        harness = Harness(exporter, **options)
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        harness.provider.shutdown()

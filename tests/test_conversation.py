@@ -1,0 +1,175 @@
+"""Conversation ids: the resolution order, the conversation() scope, late ids."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import pytest
+from opentelemetry import baggage, trace
+from opentelemetry.context import attach, detach
+
+from otel_lifecycle import conversation
+from otel_lifecycle._conversation import current_conversation
+from tests.conftest import Harness
+
+MakeHarness = Callable[..., Harness]
+
+
+def cid(harness: Harness, name: str) -> object:
+    span = harness.exported()[name]
+    return (span.attributes or {}).get("gen_ai.conversation.id")
+
+
+def test_span_attribute_keys_are_read_in_order(make_harness: MakeHarness) -> None:
+    harness = make_harness()
+    harness.tracer.start_span(
+        "session", attributes={"session.id": "s", "conversation_id": "c"}
+    ).end()
+    harness.tracer.start_span("plain", attributes={"conversation_id": "c"}).end()
+    assert cid(harness, "session") == "s"
+    assert cid(harness, "plain") == "c"
+
+
+def test_configured_keys_replace_the_defaults(make_harness: MakeHarness) -> None:
+    harness = make_harness(conversation_id_keys=["thread"])
+    harness.tracer.start_span("custom", attributes={"thread": 7, "session.id": "s"}).end()
+    assert cid(harness, "custom") == "7"
+
+
+def test_a_span_that_sets_its_own_id_keeps_it(make_harness: MakeHarness) -> None:
+    harness = make_harness()
+    root = harness.tracer.start_span("root", attributes={"session.id": "trace-id"})
+    ctx = trace.set_span_in_context(root)
+    harness.tracer.start_span(
+        "own", context=ctx, attributes={"gen_ai.conversation.id": "mine"}
+    ).end()
+    harness.tracer.start_span("inherits", context=ctx).end()
+    root.end()
+    assert (cid(harness, "own"), cid(harness, "inherits"), cid(harness, "root")) == (
+        "mine",
+        "trace-id",
+        "trace-id",
+    )
+
+
+def test_children_in_a_thread_pool_inherit_the_trace_id(make_harness: MakeHarness) -> None:
+    harness = make_harness()
+    with conversation("conv-1"):
+        root = harness.tracer.start_span("root")
+    ctx = trace.set_span_in_context(root)
+
+    def work(index: int) -> None:
+        assert current_conversation() is None
+        with conversation("other"):
+            harness.tracer.start_span(f"worker-{index}", context=ctx).end()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(work, range(4)))
+    root.end()
+    assert {cid(harness, f"worker-{index}") for index in range(4)} == {"conv-1"}
+
+
+def test_finalization_rereads_the_live_span(make_harness: MakeHarness) -> None:
+    harness = make_harness()
+    with conversation("scoped"):
+        root = harness.tracer.start_span("root")
+    root.set_attribute("gen_ai.conversation.id", "changed")
+    harness.processor.finalize_open_spans("shutdown")
+    assert cid(harness, "root") == "changed"
+
+
+def test_baggage_beats_the_scope(make_harness: MakeHarness) -> None:
+    harness = make_harness()
+    token = attach(baggage.set_baggage("session.id", "from-baggage"))
+    try:
+        with conversation("from-scope"):
+            harness.tracer.start_span("root").end()
+    finally:
+        detach(token)
+    assert cid(harness, "root") == "from-baggage"
+
+
+def test_scope_beats_the_resolver_and_the_resolver_beats_the_fallback(
+    make_harness: MakeHarness,
+) -> None:
+    harness = make_harness(
+        conversation_id_resolver=lambda span: f"resolved-{span.name}",
+        conversation_id_fallback="uuid",
+    )
+    with conversation("from-scope"):
+        harness.tracer.start_span("scoped").end()
+    harness.tracer.start_span("resolved").end()
+    assert (cid(harness, "scoped"), cid(harness, "resolved")) == ("from-scope", "resolved-resolved")
+
+
+def test_resolver_returning_none_falls_through(make_harness: MakeHarness) -> None:
+    harness = make_harness(conversation_id_resolver=lambda span: None)
+    harness.tracer.start_span("root").end()
+    assert cid(harness, "root") is None
+
+
+def test_trace_id_fallback(make_harness: MakeHarness) -> None:
+    harness = make_harness(conversation_id_fallback="trace_id")
+    root = harness.tracer.start_span("root")
+    root.end()
+    assert cid(harness, "root") == trace.format_trace_id(root.get_span_context().trace_id)
+
+
+def test_uuid_fallback_is_shared_by_the_whole_trace(make_harness: MakeHarness) -> None:
+    harness = make_harness(conversation_id_fallback="uuid")
+    root = harness.tracer.start_span("root")
+    harness.tracer.start_span("child", context=trace.set_span_in_context(root)).end()
+    root.end()
+    harness.tracer.start_span("other").end()
+    value = cid(harness, "root")
+    assert isinstance(value, str)
+    assert uuid.UUID(value)
+    assert cid(harness, "child") == value
+    assert cid(harness, "other") not in (None, value)
+
+
+def test_no_fallback_leaves_the_attribute_unset(make_harness: MakeHarness) -> None:
+    harness = make_harness()
+    harness.tracer.start_span("root").end()
+    assert "gen_ai.conversation.id" not in (harness.exported()["root"].attributes or {})
+
+
+def test_conversation_scope_nests_and_restores() -> None:
+    assert current_conversation() is None
+    with conversation("outer"):
+        with conversation("inner") as value:
+            assert value == "inner"
+            assert current_conversation() == "inner"
+        assert current_conversation() == "outer"
+    assert current_conversation() is None
+
+
+def test_conversation_scope_is_restored_after_an_exception() -> None:
+    with pytest.raises(RuntimeError), conversation("c"):
+        raise RuntimeError
+    assert current_conversation() is None
+
+
+def test_conversation_scope_is_isolated_between_asyncio_tasks(make_harness: MakeHarness) -> None:
+    harness = make_harness()
+
+    async def handle(name: str, both_inside: asyncio.Barrier) -> None:
+        with conversation(name):
+            await both_inside.wait()
+            harness.tracer.start_span(name).end()
+
+    async def main() -> None:
+        both_inside = asyncio.Barrier(2)
+        await asyncio.gather(handle("a", both_inside), handle("b", both_inside))
+
+    asyncio.run(main())
+    assert (cid(harness, "a"), cid(harness, "b")) == ("a", "b")
+
+
+@pytest.mark.parametrize(("value", "error"), [(None, TypeError), (5, TypeError), ("", ValueError)])
+def test_conversation_rejects_bad_ids(value: object, error: type) -> None:
+    with pytest.raises(error, match="conversation_id"), conversation(value):  # type: ignore[arg-type]
+        pass
