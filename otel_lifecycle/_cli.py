@@ -15,9 +15,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Finalize OpenTelemetry spans left open, exactly once, with a reason.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser(
+    demo = commands.add_parser(
         "demo", help="show what a backend receives with the plain SDK and with otel_lifecycle"
     )
+    demo.add_argument(
+        "--endpoint", help="send to this OTLP/gRPC collector instead of an embedded receiver"
+    )
+    demo.add_argument("--html", metavar="PATH", help="also write the comparison as an HTML page")
     return parser
 
 
@@ -25,5 +29,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "demo":
-        return run_demo()
+        return run_demo(endpoint=args.endpoint, html=args.html)
     raise AssertionError(args.command)

@@ -1,26 +1,67 @@
-"""The demo end to end: the plain SDK loses the open root, otel_lifecycle does not."""
+"""The demo end to end: the plain SDK loses roots, otel_lifecycle loses none."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from otel_lifecycle._cli import main
-from otel_lifecycle._demo import run_demo
+from otel_lifecycle._demo import RunResult, collect
+from otel_lifecycle._receiver import OtlpReceiver
 
 
-def test_demo_shows_the_lost_root_and_the_finalized_one() -> None:
-    lines: list[str] = []
-    assert run_demo(lines.append) == 0
-    plain = lines.index("== plain SDK (BatchSpanProcessor): 1 spans received")
-    lifecycle = lines.index("== otel_lifecycle (LifecycleSpanProcessor): 3 spans received")
-    assert plain < lifecycle
-    assert "(parent never arrived)" in lines[plain + 2]
-    after = lines[lifecycle + 1 :]
-    assert after[1].startswith("  - agent.run  ERROR  reason=shutdown  conversation=conv-42")
-    assert after[2].startswith("    - llm.call  UNSET  conversation=conv-42")
-    assert after[3].startswith("    - tool.calculator  ERROR  reason=shutdown")
+@pytest.fixture(scope="module")
+def results() -> dict[str, RunResult]:
+    with OtlpReceiver() as receiver:
+        return {result.mode: result for result in collect(receiver)}
 
 
-def test_cli_runs_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
-    assert "== otel_lifecycle (LifecycleSpanProcessor): 3 spans received" in capsys.readouterr().out
+def roots_by_conversation(result: RunResult) -> dict[object, dict[str, object]]:
+    roots: dict[object, dict[str, object]] = {}
+    for span in result.spans:
+        if span.parent_span_id is None:
+            conversation = span.attributes.get("gen_ai.conversation.id")
+            roots[conversation] = {**span.attributes, "status": span.status_code}
+    return roots
+
+
+def test_the_plain_sdk_loses_roots_and_orphans_children(results: dict[str, RunResult]) -> None:
+    plain = results["plain"]
+    assert plain.exit_code == -15
+    assert plain.roots_received < 5
+    assert plain.orphans > 0
+
+
+def test_otel_lifecycle_delivers_every_root_with_its_reason(results: dict[str, RunResult]) -> None:
+    lifecycle = results["lifecycle"]
+    assert lifecycle.exit_code == -15
+    assert (lifecycle.roots_received, lifecycle.orphans) == (5, 0)
+    roots = roots_by_conversation(lifecycle)
+    reasons = {conversation: root.get("error.type") for conversation, root in roots.items()}
+    assert reasons == {
+        "conv-success": None,
+        "conv-raises": "timeout",
+        "conv-max-iterations": "timeout",
+        "conv-hangs": "timeout",
+        "conv-mid-flight": "SIGTERM",
+    }
+    assert roots["conv-success"]["status"] == "UNSET"
+    assert {root["status"] for name, root in roots.items() if name != "conv-success"} == {"ERROR"}
+    ids = [span.span_id for span in lifecycle.spans]
+    assert len(ids) == len(set(ids))
+
+
+def test_cli_prints_the_summary_and_writes_html(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "demo.html"
+    assert main(["demo", "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "otel_lifecycle (LifecycleSpanProcessor): roots started 5, roots received 5,"
+        " children received without a parent 0" in out
+    )
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!doctype html>")
+    assert text.count("reason=SIGTERM") >= 1
