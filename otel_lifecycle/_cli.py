@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 
 from otel_lifecycle._demo import run_demo
+from otel_lifecycle._doctor import run_doctor
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "demo", help="show what a backend receives with the plain SDK and with otel_lifecycle"
     )
+    commands.add_parser(
+        "doctor",
+        help="show the effective configuration, where each value came from, invalid values, "
+        "and whether opentelemetry-instrument will load the processor",
+    )
     return parser
 
 
@@ -26,4 +33,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return run_demo()
+    if args.command == "doctor":
+        return run_doctor(os.environ)
     raise AssertionError(args.command)
