@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from otel_lifecycle._configure import configure
 from otel_lifecycle._conversation import conversation
+from otel_lifecycle._instrument import LifecycleConfigurator
 from otel_lifecycle._processor import LifecycleSpanProcessor
 from otel_lifecycle._stats import LifecycleStats
 
-__all__ = ["LifecycleSpanProcessor", "LifecycleStats", "conversation"]
+__all__ = [
+    "LifecycleConfigurator",
+    "LifecycleSpanProcessor",
+    "LifecycleStats",
+    "configure",
+    "conversation",
+]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 
 from otel_lifecycle._demo import run_demo
+from otel_lifecycle._doctor import run_doctor
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--endpoint", help="send to this OTLP/gRPC collector instead of an embedded receiver"
     )
     demo.add_argument("--html", metavar="PATH", help="also write the comparison as an HTML page")
+    commands.add_parser(
+        "doctor",
+        help="show the effective configuration, where each value came from, invalid values, "
+        "and whether opentelemetry-instrument will load the processor",
+    )
     return parser
 
 
@@ -30,4 +37,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return run_demo(endpoint=args.endpoint, html=args.html)
+    if args.command == "doctor":
+        return run_doctor(os.environ)
     raise AssertionError(args.command)

@@ -188,7 +188,8 @@ class Settings:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every variable from ``environ`` (default ``os.environ``).
 
-    Each invalid value logs one warning and falls back to the default.
+    An empty or blank value counts as unset, as the OpenTelemetry specification
+    asks. Each invalid value logs one warning and falls back to the default.
     """
     env = os.environ if environ is None else environ
     values: dict[str, object] = {}
@@ -198,7 +199,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raw = env.get(variable.name)
         values[variable.setting] = variable.default
         sources[variable.setting] = "default"
-        if raw is None:
+        if raw is None or not raw.strip():
             continue
         try:
             values[variable.setting] = variable.parse(raw)

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from typing import Callable
 
 import pytest
+from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util._once import Once
 
 from otel_lifecycle import LifecycleSpanProcessor
 
@@ -58,3 +60,18 @@ def make_harness(exporter: InMemorySpanExporter) -> Iterator[Callable[..., Harne
     yield make
     for harness in made:
         harness.provider.shutdown()
+
+
+@pytest.fixture
+def global_provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No global tracer provider is set during the test; any set by it is shut down after.
+
+    The API sets the global provider once per process; the test resets its private
+    once-flag, as the SDK's own test utilities do.
+    """
+    monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", None)
+    yield
+    provider = otel_trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.shutdown()

@@ -1,0 +1,87 @@
+"""Zero-code setup under ``opentelemetry-instrument``: a configurator and a post-instrument hook.
+
+Two entry points, declared in ``pyproject.toml``:
+
+- ``opentelemetry_configurator`` ``otel_lifecycle`` -> :class:`LifecycleConfigurator`.
+  Selected with ``OTEL_PYTHON_CONFIGURATOR=otel_lifecycle``, it is the SDK's own
+  configurator with one change: each exporter named by ``OTEL_TRACES_EXPORTER``
+  is wrapped in a ``LifecycleSpanProcessor`` instead of a ``BatchSpanProcessor``,
+  so open spans are finalized before their exporter shuts down.
+- ``opentelemetry_post_instrument`` ``otel_lifecycle`` -> :func:`post_instrument`.
+  Runs after whichever configurator was loaded; when the global SDK provider has
+  no lifecycle processor yet (another configurator built it), it attaches one with
+  :func:`attach`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from otel_lifecycle._processor import LifecycleSpanProcessor
+from otel_lifecycle._settings import load_settings
+
+_logger = logging.getLogger(__name__)
+
+
+def lifecycle_processors(provider: TracerProvider) -> list[LifecycleSpanProcessor]:
+    """The lifecycle processors registered on ``provider``, in registration order.
+
+    The SDK has no public way to list a provider's processors; if its internals
+    change this finds none, and the worst outcome is a second processor, which
+    still exports every span exactly once (``Span.end()`` is idempotent).
+    """
+    active = getattr(provider, "_active_span_processor", None)
+    registered = getattr(active, "_span_processors", ())
+    return [p for p in registered if isinstance(p, LifecycleSpanProcessor)]
+
+
+def attach(provider: TracerProvider, **overrides: Any) -> LifecycleSpanProcessor | None:
+    """Add a lifecycle processor to ``provider`` unless it has one or the package is disabled.
+
+    The exporting processors already on ``provider`` receive every span, the ones
+    this processor finalizes too (finalizing ends the live span), so its own
+    delegate exports nothing. They also come first at shutdown: an ``atexit`` hook,
+    registered after the provider's and so run before it, finalizes the open spans
+    while those exporters still run. Returns the processor added, or None.
+    """
+    if not load_settings().enabled or lifecycle_processors(provider):
+        return None
+    processor = LifecycleSpanProcessor(SpanProcessor(), **overrides)
+    provider.add_span_processor(processor)
+    atexit.register(processor.shutdown)
+    return processor
+
+
+def _lifecycle_export_processor(exporter: SpanExporter) -> SpanProcessor:
+    return LifecycleSpanProcessor(exporter)
+
+
+class LifecycleConfigurator(_OTelSDKConfigurator):
+    """The SDK's configurator, with a ``LifecycleSpanProcessor`` in front of each exporter.
+
+    With ``OTEL_LIFECYCLE_ENABLED=false`` it is exactly the SDK's configurator.
+    """
+
+    def _configure(self, **kwargs: Any) -> None:
+        if load_settings().enabled:
+            kwargs.setdefault("export_span_processor", _lifecycle_export_processor)
+        super()._configure(**kwargs)  # type: ignore[no-untyped-call]
+
+
+def post_instrument() -> None:
+    """Attach a lifecycle processor to the global SDK provider if it has none. Never raises."""
+    try:
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            _logger.debug("otel_lifecycle: no SDK tracer provider to attach to")
+            return
+        attach(provider)
+    except Exception:  # must never break the instrumented application
+        _logger.exception("otel_lifecycle: could not attach to the tracer provider")

@@ -1,0 +1,132 @@
+"""The real ``opentelemetry-instrument`` command on an app that leaves its root open."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_lifecycle import LifecycleSpanProcessor
+from otel_lifecycle._instrument import attach, lifecycle_processors, post_instrument
+from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
+
+APP = Path(__file__).parent / "apps" / "open_root.py"
+INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as running:
+        yield running
+
+
+def run_instrumented(receiver: OtlpReceiver, **variables: str) -> tuple[ReceivedSpan, ...]:
+    """Run the app under opentelemetry-instrument; return the spans of its trace."""
+    receiver.clear()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+    env.update(
+        OTEL_SERVICE_NAME="open-root-app",
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
+        OTEL_EXPORTER_OTLP_INSECURE="true",
+        **variables,
+    )
+    completed = subprocess.run(
+        [str(INSTRUMENT), sys.executable, str(APP)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    expected = "0" if variables.get("OTEL_LIFECYCLE_ENABLED") == "false" else "1"
+    assert completed.stdout.splitlines() == [f"lifecycle_processors={expected}"]
+    # The app has exited: everything it exported at exit has been received.
+    assert receiver.wait_for(lambda spans: any(s.name == "app.child" for s in spans), 10)
+    return receiver.spans()
+
+
+@pytest.mark.parametrize(
+    "configurator",
+    [
+        pytest.param("otel_lifecycle", id="our-configurator"),
+        pytest.param("configurator", id="distro-configurator-post-instrument"),
+    ],
+)
+def test_open_root_arrives_finalized_once(receiver: OtlpReceiver, configurator: str) -> None:
+    spans = run_instrumented(receiver, OTEL_PYTHON_CONFIGURATOR=configurator)
+    assert sorted(span.name for span in spans) == ["app.child", "app.root"]
+    root = next(span for span in spans if span.name == "app.root")
+    assert root.status_code == "ERROR"
+    assert root.attributes["error.type"] == "shutdown"
+    assert root.attributes["otel_lifecycle.finalized_by"] == "shutdown"
+    assert root.attributes["gen_ai.conversation.id"] == "conv-7"
+    assert root.resource["service.name"] == "open-root-app"
+
+
+@pytest.mark.parametrize("configurator", ["otel_lifecycle", "configurator"])
+def test_disabled_leaves_the_sdk_as_it_is(receiver: OtlpReceiver, configurator: str) -> None:
+    spans = run_instrumented(
+        receiver, OTEL_PYTHON_CONFIGURATOR=configurator, OTEL_LIFECYCLE_ENABLED="false"
+    )
+    assert [span.name for span in spans] == ["app.child"]
+    assert "gen_ai.conversation.id" not in spans[0].attributes
+
+
+def test_attach_adds_one_processor_whose_spans_reach_existing_exporters() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    processor = attach(provider)
+    assert isinstance(processor, LifecycleSpanProcessor)
+    assert attach(provider) is None
+    assert lifecycle_processors(provider) == [processor]
+    tracer = provider.get_tracer("tests")
+    root = tracer.start_span("root")
+    processor.shutdown()
+    provider.shutdown()
+    root.end()
+    [exported] = exporter.get_finished_spans()
+    assert exported.attributes is not None
+    assert exported.attributes["error.type"] == "shutdown"
+
+
+def test_attach_does_nothing_when_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_LIFECYCLE_ENABLED", "false")
+    provider = TracerProvider(shutdown_on_exit=False)
+    assert attach(provider) is None
+    assert lifecycle_processors(provider) == []
+
+
+@pytest.mark.usefixtures("global_provider")
+def test_post_instrument_attaches_once_to_the_global_sdk_provider() -> None:
+    post_instrument()
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider)
+    provider = TracerProvider(shutdown_on_exit=False)
+    trace.set_tracer_provider(provider)
+    post_instrument()
+    post_instrument()
+    assert len(lifecycle_processors(provider)) == 1
+
+
+class BrokenProvider(TracerProvider):
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        raise RuntimeError("broken provider")
+
+
+@pytest.mark.usefixtures("global_provider")
+def test_post_instrument_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    trace.set_tracer_provider(BrokenProvider(shutdown_on_exit=False))
+    post_instrument()
+    assert "could not attach to the tracer provider" in caplog.text
