@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from otel_lifecycle._conversation import conversation
 from otel_lifecycle._processor import LifecycleSpanProcessor
+from otel_lifecycle._recover import RecoveryError, recover
 from otel_lifecycle._stats import LifecycleStats
 
-__all__ = ["LifecycleSpanProcessor", "LifecycleStats", "conversation"]
+__all__ = ["LifecycleSpanProcessor", "LifecycleStats", "RecoveryError", "conversation", "recover"]
