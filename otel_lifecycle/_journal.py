@@ -127,7 +127,7 @@ class Journal:
         done = threading.Event()
         self._pending.append(done)
         self._wake.set()
-        return done.wait(max(timeout, 0.0))
+        return done.wait(max(timeout, 0.0)) and self._accepting
 
     def close(self, timeout: float) -> bool:
         """Stop the writer and remove this process's owner row and roots, within ``timeout``."""
@@ -244,9 +244,12 @@ class Journal:
         return True
 
     def _disable(self, problem: str) -> None:
-        self._accepting = False
-        self._pending.clear()
         _logger.warning("otel_lifecycle: %s; journaling is off for this process", problem)
+        self._accepting = False
+        while self._pending:
+            item = self._pending.popleft()
+            if isinstance(item, threading.Event):
+                item.set()
 
     def _log_once(self, problem: str) -> None:
         if problem not in self._logged:
