@@ -6,12 +6,15 @@ from otel_lifecycle._configure import configure
 from otel_lifecycle._conversation import conversation
 from otel_lifecycle._instrument import LifecycleConfigurator
 from otel_lifecycle._processor import LifecycleSpanProcessor
+from otel_lifecycle._recover import RecoveryError, recover
 from otel_lifecycle._stats import LifecycleStats
 
 __all__ = [
     "LifecycleConfigurator",
     "LifecycleSpanProcessor",
     "LifecycleStats",
+    "RecoveryError",
     "configure",
     "conversation",
+    "recover",
 ]

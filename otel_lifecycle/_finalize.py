@@ -27,6 +27,11 @@ class Reason:
 SHUTDOWN = Reason("shutdown", "shutdown", "span not ended before tracer provider shutdown")
 TIMEOUT = Reason("timeout", "timeout", "span not ended before its root timeout")
 FLUSH = Reason("flush", "flush", "span not ended before force_flush")
+PROCESS_CRASH = Reason(
+    "process_crash",
+    "process_crash",
+    "span not ended: its process died (recovered from the crash journal)",
+)
 
 _KNOWN = {reason.error_type: reason for reason in (SHUTDOWN, TIMEOUT, FLUSH)}
 
@@ -38,6 +43,21 @@ def reason_named(name: str) -> Reason:
     if not name.strip():
         raise ValueError("reason must be a non-empty str")
     return _KNOWN.get(name) or Reason(name, name, f"span not ended: finalized ({name})")
+
+
+def reason_attributes(
+    reason: Reason, conversation_id: str | None, extra: Attributes = None
+) -> dict[str, object]:
+    """The attributes a finalized span gets: the reason, the conversation id, ``extra``."""
+    attributes: dict[str, object] = {
+        ERROR_TYPE: reason.error_type,
+        FINALIZED_BY: reason.finalized_by,
+    }
+    if conversation_id is not None:
+        attributes[CONVERSATION_ID] = conversation_id
+    if extra:
+        attributes.update(extra)
+    return attributes
 
 
 def finalize_span(
@@ -54,15 +74,7 @@ def finalize_span(
     """
     if not span.is_recording():
         return False
-    attributes: dict[str, object] = {
-        ERROR_TYPE: reason.error_type,
-        FINALIZED_BY: reason.finalized_by,
-    }
-    if conversation_id is not None:
-        attributes[CONVERSATION_ID] = conversation_id
-    if extra:
-        attributes.update(extra)
-    span.set_attributes(attributes)  # type: ignore[arg-type]
+    span.set_attributes(reason_attributes(reason, conversation_id, extra))  # type: ignore[arg-type]
     span.set_status(Status(StatusCode.ERROR, reason.description))
     span.end(end_time)
     return span.end_time == end_time

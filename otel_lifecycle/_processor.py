@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from otel_lifecycle._conversation import (
     live_attributes,
 )
 from otel_lifecycle._finalize import FLUSH, SHUTDOWN, TIMEOUT, Reason, finalize_span, reason_named
+from otel_lifecycle._journal import Journal
 from otel_lifecycle._semconv import CONVERSATION_ID
 from otel_lifecycle._settings import (
     FALLBACK_VALUES,
@@ -30,6 +32,7 @@ from otel_lifecycle._settings import (
     OnFlush,
     check_choice,
     check_keys,
+    check_path,
     check_positive_int,
     check_seconds,
     load_settings,
@@ -65,6 +68,7 @@ class LifecycleSpanProcessor(SpanProcessor):
         max_tracked_spans: int | None = None,
         shutdown_timeout: float | None = None,
         clock: Callable[[], float] | None = None,
+        journal: str | os.PathLike[str] | None = None,
     ) -> None:
         settings = load_settings()
         if isinstance(delegate, SpanExporter):
@@ -122,6 +126,11 @@ class LifecycleSpanProcessor(SpanProcessor):
         if timeout is not None:
             self._watchdog = RootWatchdog(timeout, self._clock, self._open, self._expire)
             self._watchdog.start()
+        journal_path = settings.journal if journal is None else check_path("journal", journal)
+        self._journal: Journal | None = None
+        if journal_path is not None:
+            self._journal = Journal(journal_path, self._delegate.on_end, self._conversation_of)
+            self._journal.start()
 
     @property
     def delegate(self) -> SpanProcessor:
@@ -145,6 +154,8 @@ class LifecycleSpanProcessor(SpanProcessor):
             context = span.context
             if context is not None:
                 self._open.remove(context.trace_id, context.span_id)
+            if self._journal is not None:
+                self._journal.closed(span)
             queue = self._queue
             if queue is not None and len(queue) >= (queue.maxlen or 0):
                 self._counters.add("dropped_overflow")
@@ -165,6 +176,8 @@ class LifecycleSpanProcessor(SpanProcessor):
             self._counters.add("untracked")
         elif is_local_root and self._watchdog is not None:
             self._watchdog.on_root_started()
+        if is_local_root and self._journal is not None:
+            self._journal.opened(span, state)
         attributes = live_attributes(span)
         found = (
             from_mapping(attributes, self._conversations.keys)
@@ -194,9 +207,8 @@ class LifecycleSpanProcessor(SpanProcessor):
         ended = 0
         for span in spans:
             try:
-                conversation_id = from_mapping(live_attributes(span), self._conversations.keys)
                 if finalize_span(
-                    span, reason, conversation_id or state.conversation_id, time.time_ns(), extra
+                    span, reason, self._conversation_of(span, state), time.time_ns(), extra
                 ):
                     ended += 1
             except Exception as error:  # noqa: BLE001 - one bad span must not stop the others
@@ -204,6 +216,11 @@ class LifecycleSpanProcessor(SpanProcessor):
         if ended:
             self._counters.finalized(reason.error_type, ended)
         return ended
+
+    def _conversation_of(self, span: Span, state: TraceState | None) -> str | None:
+        """The conversation id of a live span: its own attributes, else its trace's."""
+        found = from_mapping(live_attributes(span), self._conversations.keys)
+        return found or (state.conversation_id if state is not None else None)
 
     def _expire(self, expired: Expired) -> None:
         for state, root_ids in expired:
@@ -219,14 +236,16 @@ class LifecycleSpanProcessor(SpanProcessor):
                 ]
                 state.snapshotted.update(span.context.span_id for span in pending)
             for root in pending:
-                conversation_id = from_mapping(live_attributes(root), self._conversations.keys)
                 marker = in_progress_marker(
-                    root, conversation_id or state.conversation_id, self._id_generator
+                    root, self._conversation_of(root, state), self._id_generator
                 )
                 self._delegate.on_end(marker)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Check timeouts, apply ``on_flush`` to open spans, then flush the delegate in time."""
+        """Check timeouts, apply ``on_flush``, write the journal, then flush the delegate in time.
+
+        False if the journal or the delegate did not finish within ``timeout_millis``.
+        """
         deadline = time.monotonic() + timeout_millis / 1000
         try:
             if self._watchdog is not None:
@@ -237,8 +256,9 @@ class LifecycleSpanProcessor(SpanProcessor):
                 self._finalize_all(FLUSH)
         except Exception as error:  # noqa: BLE001
             self._internal_error("force_flush", error)
+        journaled = self._journal is None or self._journal.flush(deadline - time.monotonic())
         remaining = deadline - time.monotonic()
-        return call_within(
+        return journaled and call_within(
             lambda: self._delegate.force_flush(max(int(remaining * 1000), 0)),
             remaining,
             "force_flush",
@@ -254,13 +274,16 @@ class LifecycleSpanProcessor(SpanProcessor):
 
     def shutdown_with(self, reason: Reason, extra: Attributes = None) -> None:
         """Shutdown, finalizing open spans with ``reason``, within the shutdown budget."""
+        deadline = time.monotonic() + self._shutdown_timeout
         if self._watchdog is not None:
             self._watchdog.stop()
         try:
             self._finalize_all(reason, extra)
         except Exception as error:  # noqa: BLE001
             self._internal_error("shutdown", error)
-        if not call_within(self._delegate.shutdown, self._shutdown_timeout, "shutdown"):
+        if self._journal is not None:
+            self._journal.close(deadline - time.monotonic())
+        if not call_within(self._delegate.shutdown, deadline - time.monotonic(), "shutdown"):
             _logger.warning(
                 "otel_lifecycle: the exporter did not shut down within %ss", self._shutdown_timeout
             )

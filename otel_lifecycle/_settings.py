@@ -165,6 +165,14 @@ VARIABLES: tuple[Variable[object], ...] = cast(
             "true or false",
             "Re-raise internal errors instead of logging them (for test suites).",
         ),
+        Variable(
+            "OTEL_LIFECYCLE_JOURNAL",
+            "journal",
+            _parse_path,
+            None,
+            "a file path (empty = off)",
+            "SQLite crash journal of open local roots, recovered after SIGKILL or OOM.",
+        ),
     ),
 )
 
@@ -181,6 +189,7 @@ class Settings:
     max_tracked_spans: int
     shutdown_timeout: float
     strict: bool
+    journal: str | None
     sources: Mapping[str, Source] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
 
@@ -250,3 +259,35 @@ def check_keys(name: str, value: object) -> tuple[str, ...]:
     if not value or not all(isinstance(key, str) and key for key in value):
         raise ValueError(f"{name} must be a non-empty list of non-empty str, got {value!r}")
     return tuple(value)
+
+
+def check_path(name: str, value: object) -> str:
+    """Validate an explicit file path argument (``str`` or ``os.PathLike``)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike path, got {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str) or not path.strip():
+        raise ValueError(f"{name} must be a non-empty path, got {value!r}")
+    return path
+
+
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+
+
+def otlp_traces_protocol(environ: Mapping[str, str] | None = None) -> str:
+    """The OTLP protocol for traces, read as the SDK does; a bad value warns and gives grpc."""
+    env = os.environ if environ is None else environ
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        raw = env.get(name, "").strip()
+        if not raw:
+            continue
+        if raw in OTLP_PROTOCOLS:
+            return raw
+        _logger.warning(
+            "otel_lifecycle: invalid value %r for %s: expected %s; using grpc",
+            raw,
+            name,
+            " or ".join(OTLP_PROTOCOLS),
+        )
+        break
+    return "grpc"

@@ -1,0 +1,204 @@
+"""The crash journal's SQLite file: owners with heartbeats, open roots, atomic claims.
+
+One file may be shared by several processes (gunicorn workers). Each process
+is an *owner*: a random token, its pid and host, and a heartbeat (wall-clock
+ns). Each open local root is a row keyed by (trace id, span id) with its owner
+and its JSON record. WAL mode lets readers and the writer of other processes
+work concurrently; ``busy_timeout`` makes them wait for each other's short
+transactions instead of failing.
+
+An owner is gone when it is not the caller and either its heartbeat is older
+than ``stale_after`` (any host), or it ran on this host and its pid is not
+alive, or it is the caller's own pid but not an owner of this process (a
+restarted container often gets the pid of the process it replaces).
+``claim_crashed`` takes the write lock first (``BEGIN IMMEDIATE``), so of
+several concurrent recoverers exactly one gets each root; it deletes them in
+the same transaction once they are exported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+_logger = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+
+LIVE_OWNERS: set[str] = set()
+"""Owners (journals) open in this process."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS owners (
+    owner TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    heartbeat_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS roots (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX IF NOT EXISTS roots_by_owner ON roots (owner);
+"""
+
+
+@dataclass(frozen=True)
+class ClaimedRoot:
+    """A root taken from the journal: its ids, record and its owner's last heartbeat."""
+
+    trace_id: int
+    span_id: int
+    record: str
+    heartbeat_ns: int
+
+
+def open_journal(path: str) -> sqlite3.Connection:
+    """Open (creating if needed) the journal at ``path``.
+
+    A file that is not a valid journal (not SQLite, or damaged) is moved aside to
+    ``<path>.corrupt-<timestamp>-<pid>`` with one warning, and a fresh journal is
+    created. Raises ``sqlite3.Error`` or ``OSError`` if the file cannot be opened
+    at all (locked, no permission) or if even that fails.
+    """
+    try:
+        return _open(path)
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError as error:
+        aside = f"{path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        _logger.warning(
+            "otel_lifecycle: the crash journal %s is unreadable (%s); moved it to %s "
+            "and started a new one",
+            path,
+            error,
+            aside,
+        )
+        os.replace(path, aside)
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.replace(path + suffix, aside + suffix)
+        return _open(path)
+
+
+def _open(path: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.executescript(_SCHEMA)
+        problems = connection.execute("PRAGMA quick_check").fetchall()
+        if problems != [("ok",)]:
+            raise sqlite3.DatabaseError(f"quick_check: {problems[:3]}")
+    except sqlite3.Error:
+        connection.close()
+        raise
+    return connection
+
+
+def heartbeat(connection: sqlite3.Connection, owner: str, now_ns: int) -> None:
+    """Insert or refresh ``owner``'s row (this process), outside or inside a transaction."""
+    connection.execute(
+        "INSERT INTO owners (owner, pid, host, heartbeat_ns) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (owner) DO UPDATE SET heartbeat_ns = excluded.heartbeat_ns",
+        (owner, os.getpid(), socket.gethostname(), now_ns),
+    )
+
+
+def write_batch(
+    connection: sqlite3.Connection,
+    owner: str,
+    now_ns: int,
+    added: list[tuple[str, str, str]],
+    removed: list[tuple[str, str]],
+) -> None:
+    """In one transaction: insert ``added`` (trace id, span id, record), delete ``removed``."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        heartbeat(connection, owner, now_ns)
+        connection.executemany(
+            "INSERT OR REPLACE INTO roots (trace_id, span_id, owner, record) VALUES (?, ?, ?, ?)",
+            [(trace_id, span_id, owner, record) for trace_id, span_id, record in added],
+        )
+        connection.executemany("DELETE FROM roots WHERE trace_id = ? AND span_id = ?", removed)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def retire(connection: sqlite3.Connection, owner: str) -> None:
+    """Remove ``owner`` and its roots: the process ended them (or finalized them) itself."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute("DELETE FROM roots WHERE owner = ?", (owner,))
+        connection.execute("DELETE FROM owners WHERE owner = ?", (owner,))
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+@contextmanager
+def claim_crashed(
+    connection: sqlite3.Connection, me: str | None, now_ns: int, stale_after_ns: int
+) -> Iterator[list[ClaimedRoot]]:
+    """Claim every root whose owner is gone, holding the write lock until the block ends.
+
+    The roots and their owners are deleted when the block exits normally, and
+    stay in the journal if it raises (e.g. the export failed).
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        owners = connection.execute("SELECT owner, pid, host, heartbeat_ns FROM owners").fetchall()
+        gone = {
+            owner: heartbeat_ns
+            for owner, pid, host, heartbeat_ns in owners
+            if owner != me and _is_gone(owner, pid, host, now_ns - heartbeat_ns, stale_after_ns)
+        }
+        claimed: list[ClaimedRoot] = []
+        for owner, heartbeat_ns in gone.items():
+            rows = connection.execute(
+                "SELECT trace_id, span_id, record FROM roots WHERE owner = ?", (owner,)
+            ).fetchall()
+            claimed.extend(
+                ClaimedRoot(int(trace_id, 16), int(span_id, 16), record, heartbeat_ns)
+                for trace_id, span_id, record in rows
+            )
+        yield claimed
+        connection.executemany("DELETE FROM roots WHERE owner = ?", [(owner,) for owner in gone])
+        connection.executemany("DELETE FROM owners WHERE owner = ?", [(owner,) for owner in gone])
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def _is_gone(owner: str, pid: int, host: str, silent_ns: int, stale_after_ns: int) -> bool:
+    if silent_ns > stale_after_ns:
+        return True
+    if host != socket.gethostname():
+        return False
+    if pid == os.getpid():
+        return owner not in LIVE_OWNERS
+    return not _pid_alive(pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

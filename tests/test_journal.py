@@ -1,0 +1,230 @@
+"""The crash journal in-process: batching, pairing, heartbeat, claims, corrupt files, settings."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, Span, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from otel_lifecycle import LifecycleSpanProcessor, RecoveryError, recover
+from otel_lifecycle._journal import Journal
+from otel_lifecycle._journal_store import LIVE_OWNERS
+
+HOUR = 3600.0
+
+
+class Clock:
+    """Wall-clock ns, moved by hand; starts now, or at ``start``."""
+
+    def __init__(self, start: int | None = None) -> None:
+        self.now = time.time_ns() if start is None else start
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class FailingExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.FAILURE
+
+
+@pytest.fixture
+def provider() -> Iterator[TracerProvider]:
+    made = TracerProvider(shutdown_on_exit=False)
+    yield made
+    made.shutdown()
+
+
+def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def start(journal: Journal, provider: TracerProvider, name: str) -> Span:
+    span = provider.get_tracer("unit").start_span(name, attributes={"k": "v"})
+    assert isinstance(span, Span)
+    journal.opened(span, None)
+    return span
+
+
+def end(journal: Journal, span: Span) -> None:
+    span.end()
+    journal.closed(span)
+
+
+def make_journal(path: Path, clock: Clock, exported: list[ReadableSpan]) -> Journal:
+    journal = Journal(
+        str(path), exported.append, lambda span, state: None, clock=clock, interval=HOUR
+    )
+    journal.start()
+    return journal
+
+
+def test_writer_pairs_short_roots_and_keeps_open_ones(
+    tmp_path: Path, provider: TracerProvider
+) -> None:
+    path, clock = tmp_path / "j.db", Clock()
+    journal = make_journal(path, clock, [])
+    kept = start(journal, provider, "kept")
+    end(journal, start(journal, provider, "short"))
+    assert journal.flush(10)
+    (record,) = rows(path, "SELECT record FROM roots")
+    assert '"name":"kept"' in str(record[0])
+    assert rows(path, "SELECT owner, heartbeat_ns FROM owners") == [(journal.owner, clock.now)]
+
+    clock.now += 5
+    end(journal, kept)
+    assert journal.flush(10)
+    assert rows(path, "SELECT count(*) FROM roots") == [(0,)]
+    assert rows(path, "SELECT heartbeat_ns FROM owners") == [(clock.now,)]
+    assert journal.close(10)
+    assert rows(path, "SELECT count(*) FROM owners") == [(0,)]
+
+
+def test_idle_heartbeat_is_refreshed_only_when_due(tmp_path: Path) -> None:
+    path, clock = tmp_path / "j.db", Clock()
+    journal = make_journal(path, clock, [])
+    assert journal.flush(10)
+    first = clock.now
+    clock.now += 1_000_000_000
+    assert journal.flush(10)
+    assert rows(path, "SELECT heartbeat_ns FROM owners") == [(first,)]
+    clock.now += 1_000_000_000
+    assert journal.flush(10)
+    assert rows(path, "SELECT heartbeat_ns FROM owners") == [(clock.now,)]
+    journal.close(10)
+
+
+def test_owner_with_our_pid_not_open_here_is_recovered_once(
+    tmp_path: Path, provider: TracerProvider
+) -> None:
+    path, clock = tmp_path / "j.db", Clock()
+    journal = make_journal(path, clock, [])
+    start(journal, provider, "lost")
+    clock.now = time.time_ns()
+    assert journal.flush(10)
+    exporter = InMemorySpanExporter()
+    assert recover(path, exporter) == 0
+    LIVE_OWNERS.discard(journal.owner)
+
+    assert recover(path, exporter) == 1
+    assert recover(str(path), exporter) == 0
+    (span,) = exporter.get_finished_spans()
+    assert (span.name, span.end_time) == ("lost", clock.now)
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert dict(span.attributes) == {
+        "k": "v",
+        "error.type": "process_crash",
+        "otel_lifecycle.finalized_by": "process_crash",
+    }
+    journal.close(10)
+
+
+def test_stale_heartbeat_is_recovered_even_if_the_pid_lives(
+    tmp_path: Path, provider: TracerProvider
+) -> None:
+    path, clock = tmp_path / "j.db", Clock(start=1_000_000_000)
+    journal = make_journal(path, clock, [])
+    start(journal, provider, "stale")
+    assert journal.flush(10)
+    exporter = InMemorySpanExporter()
+    assert recover(path, exporter, stale_after=HOUR) == 1
+    journal.close(10)
+
+
+def test_failed_export_leaves_the_roots_in_the_journal(
+    tmp_path: Path, provider: TracerProvider
+) -> None:
+    path, clock = tmp_path / "j.db", Clock()
+    journal = make_journal(path, clock, [])
+    start(journal, provider, "kept")
+    assert journal.flush(10)
+    LIVE_OWNERS.discard(journal.owner)
+    with pytest.raises(RecoveryError, match="could not export 1 recovered root span"):
+        recover(path, FailingExporter())
+    assert rows(path, "SELECT count(*) FROM roots") == [(1,)]
+    assert recover(path, InMemorySpanExporter()) == 1
+    journal.close(10)
+
+
+def test_processor_recovers_in_the_background_through_its_delegate(
+    tmp_path: Path, provider: TracerProvider
+) -> None:
+    path, clock = tmp_path / "j.db", Clock()
+    crashed = make_journal(path, clock, [])
+    start(crashed, provider, "crashed")
+    assert crashed.flush(10)
+    LIVE_OWNERS.discard(crashed.owner)
+    exporter = InMemorySpanExporter()
+    processor = LifecycleSpanProcessor(SimpleSpanProcessor(exporter), journal=path)
+    assert processor.force_flush()
+    assert [span.name for span in exporter.get_finished_spans()] == ["crashed"]
+    processor.shutdown()
+    crashed.close(10)
+    assert rows(path, "SELECT count(*) FROM roots") == [(0,)]
+
+
+def test_corrupt_journal_is_moved_aside_and_tracing_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "j.db"
+    path.write_bytes(b"this is not a database" * 100)
+    exporter = InMemorySpanExporter()
+    processor = LifecycleSpanProcessor(
+        SimpleSpanProcessor(exporter), journal=str(path), on_flush="none"
+    )
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    tracer_provider.add_span_processor(processor)
+    with caplog.at_level(logging.WARNING, logger="otel_lifecycle"):
+        root = tracer_provider.get_tracer("unit").start_span("root")
+        assert processor.force_flush()
+    (aside,) = tmp_path.glob("j.db.corrupt-*")
+    assert aside.read_bytes() == b"this is not a database" * 100
+    assert len(rows(path, "SELECT * FROM roots")) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "is unreadable" in warnings[0]
+    assert "moved it to" in warnings[0]
+    root.end()
+    tracer_provider.shutdown()
+    assert [span.name for span in exporter.get_finished_spans()] == ["root"]
+
+
+def test_unopenable_journal_turns_journaling_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = InMemorySpanExporter()
+    with caplog.at_level(logging.WARNING, logger="otel_lifecycle"):
+        processor = LifecycleSpanProcessor(
+            SimpleSpanProcessor(exporter), journal=str(tmp_path / "missing" / "j.db")
+        )
+        assert not processor.force_flush(timeout_millis=10_000)
+    assert any("journaling is off" in record.getMessage() for record in caplog.records)
+    processor.shutdown()
+
+
+def test_journal_argument_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = InMemorySpanExporter()
+    with pytest.raises(TypeError, match=r"journal must be a str or os\.PathLike"):
+        LifecycleSpanProcessor(exporter, journal=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="journal must be a non-empty path"):
+        LifecycleSpanProcessor(exporter, journal=" ")
+    with pytest.raises(TypeError, match="exporter must be a SpanExporter"):
+        recover(tmp_path / "j.db", object())  # type: ignore[arg-type]
+    monkeypatch.setenv("OTEL_LIFECYCLE_JOURNAL", "")
+    LifecycleSpanProcessor(SimpleSpanProcessor(exporter)).shutdown()
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("OTEL_LIFECYCLE_JOURNAL", str(tmp_path / "env.db"))
+    processor = LifecycleSpanProcessor(SimpleSpanProcessor(exporter))
+    assert processor.force_flush()
+    processor.shutdown()
+    assert rows(tmp_path / "env.db", "SELECT count(*) FROM owners") == [(0,)]

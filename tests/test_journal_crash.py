@@ -1,0 +1,176 @@
+"""Crash journal end to end: real subprocesses, SIGKILL, a real SQLite file, real OTLP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
+
+APP = Path(__file__).with_name("_journal_app.py")
+ROOT = Path(__file__).parent.parent
+TIMEOUT = 30
+CRASHED = {"agent.run", "job.handle"}
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as started:
+        yield started
+
+
+def spawn(mode: str, journal: Path, endpoint: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(APP), mode, str(journal), endpoint],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def read_line(process: subprocess.Popen[str], expected: str) -> None:
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if line != expected:
+        process.kill()
+        _, stderr = process.communicate(timeout=TIMEOUT)
+        pytest.fail(f"expected {expected!r}, got {line!r}; stderr:\n{stderr}")
+
+
+def crash_app(journal: Path, receiver: OtlpReceiver) -> int:
+    """Run the app until its roots are journaled, SIGKILL it; return its last heartbeat."""
+    app = spawn("crash", journal, receiver.grpc_endpoint)
+    read_line(app, "ready")
+    app.send_signal(signal.SIGKILL)
+    app.communicate(timeout=TIMEOUT)
+    assert app.returncode == -signal.SIGKILL
+    with sqlite3.connect(journal) as connection:
+        owners = connection.execute("SELECT pid, heartbeat_ns FROM owners").fetchall()
+        roots = connection.execute("SELECT count(*) FROM roots").fetchone()[0]
+    assert [pid for pid, _ in owners] == [app.pid]
+    assert roots == 2
+    assert {span.name for span in receiver.spans()} == {"llm.call", "short.root"}
+    receiver.clear()
+    heartbeat_ns: int = owners[0][1]
+    return heartbeat_ns
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "otel_lifecycle", "recover", *args],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=ROOT,
+    )
+
+
+def assert_recovered(spans: tuple[ReceivedSpan, ...], heartbeat_ns: int, transport: str) -> None:
+    names = [span.name for span in spans]
+    assert sorted(names) == sorted(CRASHED), names
+    by_name = {span.name: span for span in spans}
+    for span in spans:
+        assert span.status_code == "ERROR"
+        assert span.status_message == (
+            "span not ended: its process died (recovered from the crash journal)"
+        )
+        assert span.attributes["error.type"] == "process_crash"
+        assert span.attributes["otel_lifecycle.finalized_by"] == "process_crash"
+        assert span.end_time_unix_nano == heartbeat_ns
+        assert span.start_time_unix_nano <= heartbeat_ns
+        assert span.resource["service.name"] == "journal-crash"
+        assert span.scope_name == "journal.app"
+        assert span.transport == transport
+    agent = by_name["agent.run"]
+    assert agent.parent_span_id is None
+    assert agent.kind == 2
+    assert agent.attributes["input.value"] == "What is 6 x 7?"
+    assert agent.attributes["retries"] == 3
+    assert agent.attributes["tags"] == ("a", "b")
+    assert agent.attributes["gen_ai.conversation.id"] == "conv-7"
+    job = by_name["job.handle"]
+    assert job.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert job.parent_span_id == "00f067aa0ba902b7"
+    assert job.attributes["gen_ai.conversation.id"] == "sess-9"
+
+
+def journal_is_empty(journal: Path) -> bool:
+    with sqlite3.connect(journal) as connection:
+        counts = [
+            connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("owners", "roots")
+        ]
+    return counts == [0, 0]
+
+
+def test_sigkill_then_next_process_recovers_in_background(
+    tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    journal = tmp_path / "journal.db"
+    heartbeat_ns = crash_app(journal, receiver)
+
+    recoverer = spawn("recover", journal, receiver.grpc_endpoint)
+    read_line(recoverer, "waiting")
+    stdout, stderr = recoverer.communicate("go\n", timeout=TIMEOUT)
+    assert (recoverer.returncode, stdout) == (0, "done\n"), stderr
+    assert "recovered 2 root span(s) of crashed processes" in stderr
+
+    assert_recovered(receiver.spans(), heartbeat_ns, "grpc")
+    assert journal_is_empty(journal)
+
+
+def test_sigkill_then_cli_recovers_over_http(tmp_path: Path, receiver: OtlpReceiver) -> None:
+    journal = tmp_path / "journal.db"
+    heartbeat_ns = crash_app(journal, receiver)
+    env = dict(
+        os.environ,
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.http_base_endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_LIFECYCLE_JOURNAL=str(journal),
+    )
+
+    first = run_cli(env=env)
+    assert (first.returncode, first.stdout) == (0, f"recovered 2 root span(s) from {journal}\n")
+    again = run_cli("--journal", str(journal), env=env)
+    assert (again.returncode, again.stdout) == (0, f"recovered 0 root span(s) from {journal}\n")
+
+    assert_recovered(receiver.spans(), heartbeat_ns, "http")
+    assert journal_is_empty(journal)
+
+
+def test_two_processes_racing_recover_each_root_once(
+    tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    journal = tmp_path / "journal.db"
+    heartbeat_ns = crash_app(journal, receiver)
+    racers = [spawn("recover", journal, receiver.grpc_endpoint) for _ in range(2)]
+    for racer in racers:
+        read_line(racer, "waiting")
+    for racer in racers:
+        assert racer.stdin is not None
+        racer.stdin.write("go\n")
+        racer.stdin.flush()
+    outcomes = [racer.communicate(timeout=TIMEOUT) for racer in racers]
+
+    assert [racer.returncode for racer in racers] == [0, 0], outcomes
+    recovered = ["recovered 2 root span(s)" in stderr for _, stderr in outcomes]
+    assert sorted(recovered) == [False, True]
+    assert_recovered(receiver.spans(), heartbeat_ns, "grpc")
+    assert journal_is_empty(journal)
+
+
+def test_cli_without_a_journal_fails_clearly() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    assert "pass --journal PATH or set OTEL_LIFECYCLE_JOURNAL" in result.stderr
