@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_lifecycle import LifecycleSpanProcessor
+from otel_lifecycle._span import environment_capture
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +59,11 @@ def make_harness(exporter: InMemorySpanExporter) -> Iterator[Callable[..., Harne
     yield make
     for harness in made:
         harness.provider.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_capture_settings() -> Iterator[None]:
+    """``traced``/``span()`` read their capture settings once per process: re-read per test."""
+    environment_capture.cache_clear()
+    yield
+    environment_capture.cache_clear()
