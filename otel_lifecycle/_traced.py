@@ -17,10 +17,10 @@ from typing import Any, Callable, TypeVar, Union, overload
 import wrapt
 from opentelemetry import trace
 
-from otel_lifecycle._span import (
+from otel_lifecycle._run import (
     MISSING,
     Capture,
-    TracedSpan,
+    Run,
     check_conversation_id,
     check_flag,
     check_name,
@@ -72,7 +72,7 @@ class _Plan:
             self._signature = None
         self._bound_signature = _without_receiver(self._signature)
 
-    def begin(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TracedSpan:
+    def begin(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Run:
         """Start the span for one call: input = the bound arguments, and the conversation id."""
         capture = resolve_capture(self._capture_input, self._capture_output)
         arguments: Mapping[str, Any] | None = None

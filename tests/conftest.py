@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_lifecycle import LifecycleSpanProcessor
-from otel_lifecycle._span import environment_capture
+from otel_lifecycle._run import environment_capture
 
 
 @pytest.fixture(autouse=True)
