@@ -6,6 +6,8 @@ import asyncio
 import inspect
 import json
 import logging
+import subprocess
+import sys
 import traceback
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Callable
@@ -551,12 +553,37 @@ def test_a_root_finalized_while_its_body_runs_is_exported_once_with_input_and_id
     assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
-def test_bare_decorator_uses_the_global_provider() -> None:
-    @traced
-    def run() -> int:
-        return 1
+GLOBAL_PROVIDER_SCRIPT = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import otel_lifecycle
 
-    assert run() == 1
+@otel_lifecycle.traced
+def run(x):
+    return x * 2
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(otel_lifecycle.LifecycleSpanProcessor(SimpleSpanProcessor(exporter)))
+trace.set_tracer_provider(provider)
+run(21)
+(span,) = exporter.get_finished_spans()
+print(span.name, span.instrumentation_scope.name, span.attributes["output.value"])
+"""
+
+
+def test_bare_decorator_uses_the_global_provider_set_after_decorating() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", GLOBAL_PROVIDER_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == "run otel_lifecycle 42\n"
 
 
 @pytest.mark.parametrize(
