@@ -36,9 +36,9 @@ DEFAULT_REDACT_KEYS: tuple[str, ...] = (
     "private_key",
 )
 DEFAULT_MAX_VALUE_LENGTH = 4096
+MIN_MAX_VALUE_LENGTH = 64
 REDACTED = "[REDACTED]"
 
-_MIN_MAX_LENGTH = 64
 _MAX_DEPTH = 32
 _MAX_ITEMS = 1000
 _TRUNCATED_KEY = "<truncated>"
@@ -170,7 +170,7 @@ def _convert_object(obj: object, state: _State, depth: int) -> _Json:
     if isinstance(obj, (uuid.UUID, Decimal, PurePath)):
         return state.text(str(obj))
     if isinstance(obj, BaseException):
-        return state.text(_describe_exception(obj))
+        return state.text(describe_exception(obj))
     attributes = getattr(obj, "__dict__", None)
     if cls.__repr__ is object.__repr__ and isinstance(attributes, dict):
         return _convert_items(attributes.items(), len(attributes), state, depth)
@@ -207,7 +207,8 @@ def _convert_sequence(
     return result + marker
 
 
-def _describe_exception(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
+    """``"TypeName: message"`` (or ``"TypeName"``), even if the exception's ``str()`` raises."""
     name = type(exc).__name__
     try:
         message = str(exc)
@@ -264,8 +265,8 @@ def sanitize(
     """
     if isinstance(max_length, bool) or not isinstance(max_length, int):
         raise TypeError(f"max_length must be an int, not {type(max_length).__name__}")
-    if max_length < _MIN_MAX_LENGTH:
-        raise ValueError(f"max_length must be >= {_MIN_MAX_LENGTH}, got {max_length}")
+    if max_length < MIN_MAX_VALUE_LENGTH:
+        raise ValueError(f"max_length must be >= {MIN_MAX_VALUE_LENGTH}, got {max_length}")
     redact = _matcher_for(redact_keys)
     try:
         state = _State(redact, max_length)

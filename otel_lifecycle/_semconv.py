@@ -15,3 +15,18 @@ STATE = "otel_lifecycle.state"
 """``in_progress`` on the snapshot markers exported by ``force_flush``."""
 
 STATE_IN_PROGRESS = "in_progress"
+
+INPUT_VALUE = "input.value"
+"""The input of an operation (OpenInference, read by Phoenix and Langfuse)."""
+
+INPUT_MIME_TYPE = "input.mime_type"
+"""The media type of ``input.value``."""
+
+OUTPUT_VALUE = "output.value"
+"""The output of an operation (OpenInference, read by Phoenix and Langfuse)."""
+
+OUTPUT_MIME_TYPE = "output.mime_type"
+"""The media type of ``output.value``."""
+
+JSON_MIME_TYPE = "application/json"
+"""What otel_lifecycle records input and output values as."""

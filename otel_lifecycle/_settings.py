@@ -16,6 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Literal, TypeVar, cast
 
+from otel_lifecycle._sanitize import (
+    DEFAULT_MAX_VALUE_LENGTH,
+    DEFAULT_REDACT_KEYS,
+    MIN_MAX_VALUE_LENGTH,
+)
+
 _logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -61,6 +67,13 @@ def _parse_positive_seconds(text: str) -> float:
 def _parse_positive_int(text: str) -> int:
     value = int(text.strip())
     if value <= 0:
+        raise ValueError
+    return value
+
+
+def _parse_value_length(text: str) -> int:
+    value = int(text.strip())
+    if value < MIN_MAX_VALUE_LENGTH:
         raise ValueError
     return value
 
@@ -173,6 +186,30 @@ VARIABLES: tuple[Variable[object], ...] = cast(
             "a file path (empty = off)",
             "SQLite crash journal of open local roots, recovered after SIGKILL or OOM.",
         ),
+        Variable(
+            "OTEL_LIFECYCLE_CAPTURE",
+            "capture",
+            _parse_bool,
+            True,
+            "true or false",
+            "Record input.value and output.value on traced() and span() spans.",
+        ),
+        Variable(
+            "OTEL_LIFECYCLE_REDACT_KEYS",
+            "redact_keys",
+            _parse_keys,
+            DEFAULT_REDACT_KEYS,
+            "a comma-separated list of key fragments",
+            "Values under keys containing one of these are recorded as [REDACTED].",
+        ),
+        Variable(
+            "OTEL_LIFECYCLE_MAX_VALUE_LENGTH",
+            "max_value_length",
+            _parse_value_length,
+            DEFAULT_MAX_VALUE_LENGTH,
+            f"an integer >= {MIN_MAX_VALUE_LENGTH}",
+            "Maximum characters of a serialized input or output value; longer ones are cut.",
+        ),
     ),
 )
 
@@ -190,6 +227,9 @@ class Settings:
     shutdown_timeout: float
     strict: bool
     journal: str | None
+    capture: bool
+    redact_keys: tuple[str, ...]
+    max_value_length: int
     sources: Mapping[str, Source] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
 

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 
 from otel_lifecycle import LifecycleSpanProcessor
+from otel_lifecycle._run import environment_capture
 
 
 @pytest.fixture(autouse=True)
@@ -75,3 +76,11 @@ def global_provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     provider = otel_trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
         provider.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_capture_settings() -> Iterator[None]:
+    """``traced``/``span()`` read their capture settings once per process: re-read per test."""
+    environment_capture.cache_clear()
+    yield
+    environment_capture.cache_clear()
