@@ -165,6 +165,14 @@ VARIABLES: tuple[Variable[object], ...] = cast(
             "true or false",
             "Re-raise internal errors instead of logging them (for test suites).",
         ),
+        Variable(
+            "OTEL_LIFECYCLE_HANDLE_SIGNALS",
+            "handle_signals",
+            _parse_bool,
+            True,
+            "true or false",
+            "Finalize open spans on SIGTERM and mark them on SIGINT, then chain the old handler.",
+        ),
     ),
 )
 
@@ -181,6 +189,7 @@ class Settings:
     max_tracked_spans: int
     shutdown_timeout: float
     strict: bool
+    handle_signals: bool
     sources: Mapping[str, Source] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
 
@@ -249,3 +258,10 @@ def check_keys(name: str, value: object) -> tuple[str, ...]:
     if not value or not all(isinstance(key, str) and key for key in value):
         raise ValueError(f"{name} must be a non-empty list of non-empty str, got {value!r}")
     return tuple(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Validate an explicit boolean argument."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
