@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
+from otel_lifecycle._settings import load_settings
 
 APP = Path(__file__).parent / "apps" / "exits_app.py"
 ROOT = Path(__file__).parent.parent
@@ -44,6 +48,7 @@ def run_app(
     *,
     send: signal.Signals | None = None,
     env: dict[str, str] | None = None,
+    timeout: float = TIMEOUT,
 ) -> Outcome:
     """Run the app; with ``send``, wait for its ``ready`` line, then send that signal.
 
@@ -65,7 +70,7 @@ def run_app(
             ready = process.stdout.readline()
             assert ready == "ready\n", process.communicate(timeout=TIMEOUT)
             process.send_signal(send)
-        stdout, stderr = process.communicate(timeout=TIMEOUT)
+        stdout, stderr = process.communicate(timeout=timeout)
     finally:
         process.kill()
     spans = receiver.spans()
@@ -146,6 +151,7 @@ def test_unhandled_exception_is_recorded_on_the_open_root(receiver: OtlpReceiver
 def test_sys_exit_finalizes_the_open_root_with_shutdown(receiver: OtlpReceiver) -> None:
     outcome = run_app("sys-exit", receiver, "grpc")
     assert outcome.returncode == 3, outcome.stderr
+    assert outcome.stdout == "first processor saw ['app.root']\n"
     assert {name: reason(span) for name, span in outcome.spans.items()} == {"app.root": SHUT_DOWN}
     assert outcome.spans["app.root"].events == ()
 
@@ -176,13 +182,74 @@ def test_multiprocessing_pool_worker_exports_before_exiting(
     }
 
 
-def test_collector_down_the_process_still_exits_within_the_bound() -> None:
+def test_sigterm_opt_out_leaves_the_plain_sdk_behaviour(receiver: OtlpReceiver) -> None:
+    outcome = run_app(
+        "sigterm",
+        receiver,
+        "grpc",
+        send=signal.SIGTERM,
+        env={"OTEL_LIFECYCLE_HANDLE_SIGNALS": "false"},
+    )
+    assert outcome.returncode == -signal.SIGTERM
+    assert outcome.spans == {}
+
+
+def test_unhandled_exception_in_a_thread_is_recorded_on_the_roots_it_started(
+    receiver: OtlpReceiver,
+) -> None:
+    outcome = run_app("thread-exception", receiver, "grpc")
+    assert outcome.returncode == 0, outcome.stderr
+    assert outcome.stderr.rstrip().endswith("RuntimeError: worker failed")
+    assert {name: reason(span) for name, span in outcome.spans.items()} == {
+        "thread.root": ("ERROR", "RuntimeError", "exception"),
+        "main.root": SHUT_DOWN,
+    }
+    assert [event.name for event in outcome.spans["thread.root"].events] == ["exception"]
+    assert outcome.spans["main.root"].events == ()
+
+
+def test_application_calling_provider_shutdown_itself(receiver: OtlpReceiver) -> None:
+    """The documented limit: processors added before ours are shut down before it finalizes."""
+    outcome = run_app("provider-shutdown", receiver, "http")
+    assert outcome.returncode == 0, outcome.stderr
+    assert outcome.stdout == "first processor saw []\n"
+    assert {name: reason(span) for name, span in outcome.spans.items()} == {"app.root": SHUT_DOWN}
+
+
+@pytest.mark.parametrize(
+    ("scenario", "send", "returncode"),
+    [("sys-exit", None, 3), ("sigterm", signal.SIGTERM, -signal.SIGTERM)],
+)
+def test_collector_down_the_process_still_exits_within_the_bound(
+    scenario: str, send: signal.Signals | None, returncode: int
+) -> None:
+    """The exporter would wait 60 s for the hanging collector; shutdown gives up after 1 s."""
     with OtlpReceiver(hang=True) as hanging:
         outcome = run_app(
-            "collector-down",
+            scenario,
             hanging,
             "grpc",
-            env={"OTEL_LIFECYCLE_SHUTDOWN_TIMEOUT": "1"},
+            send=send,
+            env={"OTEL_LIFECYCLE_SHUTDOWN_TIMEOUT": "1", "OTEL_EXPORTER_OTLP_TIMEOUT": "60"},
+            timeout=20,
         )
-    assert outcome.returncode == 0, outcome.stderr
+    assert outcome.returncode == returncode, outcome.stderr
     assert outcome.spans == {}
+
+
+def test_handle_signals_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="handle_signals must be a bool"):
+        LifecycleSpanProcessor(
+            SimpleSpanProcessor(InMemorySpanExporter()),
+            handle_signals="no",  # type: ignore[arg-type]
+        )
+
+
+def test_bad_handle_signals_variable_warns_and_keeps_the_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = load_settings({"OTEL_LIFECYCLE_HANDLE_SIGNALS": "maybe"})
+    assert settings.handle_signals is True
+    assert settings.sources["handle_signals"] == "default"
+    (record,) = caplog.records
+    assert "OTEL_LIFECYCLE_HANDLE_SIGNALS" in record.getMessage()

@@ -31,12 +31,18 @@ class EndedEvents(SpanProcessor):
 
     def __init__(self) -> None:
         self.events: dict[str, threading.Event] = {}
+        self.seen: list[str] = []
 
     def event(self, name: str) -> threading.Event:
         return self.events.setdefault(name, threading.Event())
 
     def on_end(self, span: ReadableSpan) -> None:
+        self.seen.append(span.name)
         self.event(span.name).set()
+
+    def shutdown(self) -> None:
+        if SCENARIO in ("sys-exit", "provider-shutdown"):
+            print(f"first processor saw {sorted(self.seen)}", flush=True)
 
 
 def app_handler(signum: int, frame: FrameType | None) -> None:
@@ -48,9 +54,9 @@ if SCENARIO == "sigterm-chained":
     signal.signal(signal.SIGTERM, app_handler)
 
 exporter: SpanExporter = (
-    GrpcExporter(endpoint=ENDPOINT, insecure=True, timeout=2)
+    GrpcExporter(endpoint=ENDPOINT, insecure=True)
     if TRANSPORT == "grpc"
-    else HttpExporter(endpoint=ENDPOINT, timeout=2)
+    else HttpExporter(endpoint=ENDPOINT)
 )
 ended = EndedEvents()
 provider = TracerProvider()
@@ -74,6 +80,11 @@ def pool_task(number: int) -> int:
     return os.getpid()
 
 
+def failing_worker() -> None:
+    tracer.start_span("thread.root")
+    raise RuntimeError("worker failed")
+
+
 def run() -> None:
     if SCENARIO in ("sigterm", "sigterm-chained"):
         root = tracer.start_span("app.root")
@@ -92,8 +103,14 @@ def run() -> None:
     elif SCENARIO == "sys-exit":
         tracer.start_span("app.root")
         sys.exit(3)
-    elif SCENARIO == "collector-down":
+    elif SCENARIO == "provider-shutdown":
         tracer.start_span("app.root")
+        provider.shutdown()
+    elif SCENARIO == "thread-exception":
+        tracer.start_span("main.root")
+        worker = threading.Thread(target=failing_worker)
+        worker.start()
+        worker.join()
     elif SCENARIO == "fork":
         fork_scenario()
     elif SCENARIO.startswith("pool-"):
