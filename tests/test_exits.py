@@ -57,7 +57,7 @@ def run_app(
     """
     process = subprocess.Popen(
         [sys.executable, str(APP), scenario, transport, endpoint(receiver, transport)],
-        stdin=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,8 +1,8 @@
 """An app that ends badly in one of several ways: ``exits_app.py SCENARIO TRANSPORT ENDPOINT``.
 
 It exports OTLP (``grpc`` or ``http``) to ENDPOINT through a LifecycleSpanProcessor,
-prints ``ready`` once its spans are open, and then waits on stdin for a signal where
-the scenario needs one. The provider is set up at import, so ``multiprocessing``
+prints ``ready`` once its spans are open, and then waits for a signal where the
+scenario needs one. The provider is set up at import, so ``multiprocessing``
 children started with ``spawn`` (which import this module again) get one too.
 """
 
@@ -52,6 +52,9 @@ def app_handler(signum: int, frame: FrameType | None) -> None:
 
 if SCENARIO == "sigterm-chained":
     signal.signal(signal.SIGTERM, app_handler)
+if SCENARIO == "sigint":
+    # Python leaves SIGINT ignored when started with it ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 exporter: SpanExporter = (
     GrpcExporter(endpoint=ENDPOINT, insecure=True)
@@ -71,7 +74,8 @@ def child_of(parent: trace.Span, name: str) -> trace.Span:
 
 def wait_for_signal() -> None:
     print("ready", flush=True)
-    sys.stdin.readline()
+    signal.pause()
+    raise AssertionError("the signal handlers should not return")
 
 
 def pool_task(number: int) -> int:
