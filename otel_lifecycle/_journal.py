@@ -113,12 +113,10 @@ class Journal:
         if self._accepting:
             self._pending.append((span, state))
 
-    def closed(self, span: ReadableSpan) -> None:
-        """Hot path: ``span`` ended; only local roots are journaled."""
-        parent = span.parent
-        context = span.context
-        if self._accepting and context is not None and (parent is None or parent.is_remote):
-            self._pending.append((context.trace_id, context.span_id))
+    def closed(self, trace_id: int, span_id: int) -> None:
+        """Hot path: the local root with these ids ended."""
+        if self._accepting:
+            self._pending.append((trace_id, span_id))
 
     def flush(self, timeout: float) -> bool:
         """Wait until every record queued so far is written; False on timeout or if off."""

@@ -6,13 +6,14 @@ import logging
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Callable, Union
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import Attributes
 
 from otel_lifecycle._bounded import call_within
@@ -22,14 +23,16 @@ from otel_lifecycle._conversation import (
     from_mapping,
     live_attributes,
 )
+from otel_lifecycle._exits import register
 from otel_lifecycle._finalize import FLUSH, SHUTDOWN, TIMEOUT, Reason, finalize_span, reason_named
 from otel_lifecycle._journal import Journal
-from otel_lifecycle._semconv import CONVERSATION_ID
+from otel_lifecycle._semconv import CONVERSATION_ID, ERROR_TYPE
 from otel_lifecycle._settings import (
     FALLBACK_VALUES,
     ON_FLUSH_VALUES,
     Fallback,
     OnFlush,
+    check_bool,
     check_choice,
     check_keys,
     check_path,
@@ -69,13 +72,10 @@ class LifecycleSpanProcessor(SpanProcessor):
         shutdown_timeout: float | None = None,
         clock: Callable[[], float] | None = None,
         journal: str | os.PathLike[str] | None = None,
+        handle_signals: bool | None = None,
     ) -> None:
         settings = load_settings()
-        if isinstance(delegate, SpanExporter):
-            self._delegate: SpanProcessor = BatchSpanProcessor(delegate)
-        elif isinstance(delegate, SpanProcessor):
-            self._delegate = delegate
-        else:
+        if not isinstance(delegate, (SpanExporter, SpanProcessor)):
             raise TypeError(
                 f"delegate must be a SpanExporter or a SpanProcessor, got {type(delegate).__name__}"
             )
@@ -109,11 +109,25 @@ class LifecycleSpanProcessor(SpanProcessor):
             if shutdown_timeout is None
             else check_seconds("shutdown_timeout", shutdown_timeout, allow_zero=False)
         )
-        self._open = OpenSpans(
+        self._max_tracked_spans = (
             settings.max_tracked_spans
             if max_tracked_spans is None
             else check_positive_int("max_tracked_spans", max_tracked_spans)
         )
+        self._handles_signals = (
+            settings.handle_signals
+            if handle_signals is None
+            else check_bool("handle_signals", handle_signals)
+        )
+        journal_path = settings.journal if journal is None else check_path("journal", journal)
+        self._delegate: SpanProcessor = (
+            BatchSpanProcessor(delegate) if isinstance(delegate, SpanExporter) else delegate
+        )
+        self._open = OpenSpans(self._max_tracked_spans)
+        self._root_threads: dict[int, int] = {}
+        """The thread that started each open local root, by span id."""
+        self._exit_reasons: dict[int, Reason] = {}
+        """Reasons recorded on open spans by a signal or an unhandled exception, by span id."""
         self._strict = settings.strict
         self._clock = clock or time.monotonic
         self._counters = Counters()
@@ -122,15 +136,19 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._shutdown_lock = threading.Lock()
         self._is_shut_down = False
         self._queue = _owned_queue(self._delegate) if isinstance(delegate, SpanExporter) else None
+        self._root_timeout = timeout
         self._watchdog: RootWatchdog | None = None
-        if timeout is not None:
-            self._watchdog = RootWatchdog(timeout, self._clock, self._open, self._expire)
-            self._watchdog.start()
-        journal_path = settings.journal if journal is None else check_path("journal", journal)
+        self._start_watchdog()
         self._journal: Journal | None = None
         if journal_path is not None:
             self._journal = Journal(journal_path, self._delegate.on_end, self._conversation_of)
             self._journal.start()
+        register(self)
+
+    def _start_watchdog(self) -> None:
+        if self._root_timeout is not None:
+            self._watchdog = RootWatchdog(self._root_timeout, self._clock, self._open, self._expire)
+            self._watchdog.start()
 
     @property
     def delegate(self) -> SpanProcessor:
@@ -154,8 +172,13 @@ class LifecycleSpanProcessor(SpanProcessor):
             context = span.context
             if context is not None:
                 self._open.remove(context.trace_id, context.span_id)
-            if self._journal is not None:
-                self._journal.closed(span)
+                if self._exit_reasons:
+                    self._exit_reasons.pop(context.span_id, None)
+                parent = span.parent
+                if parent is None or parent.is_remote:
+                    self._root_threads.pop(context.span_id, None)
+                    if self._journal is not None:
+                        self._journal.closed(context.trace_id, context.span_id)
             queue = self._queue
             if queue is not None and len(queue) >= (queue.maxlen or 0):
                 self._counters.add("dropped_overflow")
@@ -174,8 +197,10 @@ class LifecycleSpanProcessor(SpanProcessor):
         state = self._open.add(span, self._clock() if is_local_root else None)
         if state is None:
             self._counters.add("untracked")
-        elif is_local_root and self._watchdog is not None:
-            self._watchdog.on_root_started()
+        elif is_local_root:
+            self._root_threads[span.context.span_id] = threading.get_ident()
+            if self._watchdog is not None:
+                self._watchdog.on_root_started()
         if is_local_root and self._journal is not None:
             self._journal.opened(span, state)
         attributes = live_attributes(span)
@@ -204,18 +229,19 @@ class LifecycleSpanProcessor(SpanProcessor):
     def _finalize_trace(
         self, state: TraceState, spans: list[Span], reason: Reason, extra: Attributes = None
     ) -> int:
-        ended = 0
+        ended: Counter[str] = Counter()
         for span in spans:
             try:
+                span_reason = self._exit_reasons.get(span.context.span_id, reason)
                 if finalize_span(
-                    span, reason, self._conversation_of(span, state), time.time_ns(), extra
+                    span, span_reason, self._conversation_of(span, state), time.time_ns(), extra
                 ):
-                    ended += 1
+                    ended[span_reason.error_type] += 1
             except Exception as error:  # noqa: BLE001 - one bad span must not stop the others
                 self._internal_error("finalize", error)
-        if ended:
-            self._counters.finalized(reason.error_type, ended)
-        return ended
+        for error_type, count in ended.items():
+            self._counters.finalized(error_type, count)
+        return sum(ended.values())
 
     def _conversation_of(self, span: Span, state: TraceState | None) -> str | None:
         """The conversation id of a live span: its own attributes, else its trace's."""
@@ -266,11 +292,61 @@ class LifecycleSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         """Finalize every open span, then flush and shut down the delegate. Idempotent."""
+        self._end_for_exit(SHUTDOWN, shutdown=True)
+
+    def _end_for_exit(self, reason: Reason, *, shutdown: bool) -> None:
+        """Finalize every open span with ``reason``, then shut down (once) or flush, in time."""
+        if not shutdown:
+            try:
+                self._finalize_all(reason)
+            except Exception as error:  # noqa: BLE001
+                self._internal_error("finalize_all", error)
+            self.force_flush(int(self._shutdown_timeout * 1000))
+            return
         with self._shutdown_lock:
             if self._is_shut_down:
                 return
             self._is_shut_down = True
-        self.shutdown_with(SHUTDOWN)
+        self.shutdown_with(reason)
+
+    def _mark_open_spans(self, reason: Reason) -> None:
+        """Record ``reason`` on every open span without ending it (SIGINT)."""
+        for state in self._open.traces():
+            for span in list(state.spans.values()):
+                self._mark(span, reason, None)
+
+    def _record_unhandled(
+        self, reason: Reason, exception: BaseException, thread: int | None
+    ) -> None:
+        """Record an unhandled exception on the open local roots (of ``thread``, if given)."""
+        for state in self._open.traces():
+            for span_id in list(state.roots):
+                span = state.spans.get(span_id)
+                if span is not None and thread in (None, self._root_threads.get(span_id)):
+                    self._mark(span, reason, exception)
+
+    def _mark(self, span: Span, reason: Reason, exception: BaseException | None) -> None:
+        """Give a live span an ERROR status and ``reason``, kept if it is finalized later."""
+        try:
+            if not span.is_recording():
+                return
+            if exception is not None:
+                span.record_exception(exception, escaped=True)
+            kept = self._exit_reasons.setdefault(span.context.span_id, reason)
+            span.set_attribute(ERROR_TYPE, kept.error_type)
+            span.set_status(Status(StatusCode.ERROR, kept.description))
+        except Exception as error:  # noqa: BLE001 - an exit hook must never raise
+            self._internal_error("mark", error)
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: the parent's open spans stay the parent's; restart the thread."""
+        self._open = OpenSpans(self._max_tracked_spans)
+        self._root_threads = {}
+        self._exit_reasons = {}
+        self._counters = Counters()
+        self._shutdown_lock = threading.Lock()
+        if self._watchdog is not None and not self._is_shut_down:
+            self._start_watchdog()
 
     def shutdown_with(self, reason: Reason, extra: Attributes = None) -> None:
         """Shutdown, finalizing open spans with ``reason``, within the shutdown budget."""

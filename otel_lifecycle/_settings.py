@@ -210,6 +210,14 @@ VARIABLES: tuple[Variable[object], ...] = cast(
             f"an integer >= {MIN_MAX_VALUE_LENGTH}",
             "Maximum characters of a serialized input or output value; longer ones are cut.",
         ),
+        Variable(
+            "OTEL_LIFECYCLE_HANDLE_SIGNALS",
+            "handle_signals",
+            _parse_bool,
+            True,
+            "true or false",
+            "Finalize open spans on SIGTERM and mark them on SIGINT, then chain the old handler.",
+        ),
     ),
 )
 
@@ -230,6 +238,7 @@ class Settings:
     capture: bool
     redact_keys: tuple[str, ...]
     max_value_length: int
+    handle_signals: bool
     sources: Mapping[str, Source] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
 
@@ -331,3 +340,10 @@ def otlp_traces_protocol(environ: Mapping[str, str] | None = None) -> str:
         )
         break
     return "grpc"
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Validate an explicit boolean argument."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value

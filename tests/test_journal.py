@@ -57,7 +57,8 @@ def start(journal: Journal, provider: TracerProvider, name: str) -> Span:
 
 def end(journal: Journal, span: Span) -> None:
     span.end()
-    journal.closed(span)
+    context = span.get_span_context()
+    journal.closed(context.trace_id, context.span_id)
 
 
 def make_journal(path: Path, clock: Clock, exported: list[ReadableSpan]) -> Journal:

@@ -1,0 +1,178 @@
+"""How the process ends: signals, unhandled exceptions, interpreter exit, fork, multiprocessing.
+
+One registry of live processors (weak references) and one hook of each kind for
+all of them, installed when the first processor registers:
+
+- SIGTERM (main thread only, over SIG_DFL or a Python handler, never over
+  SIG_IGN): finalize every open span with reason ``SIGTERM``, export, then chain:
+  call the previous handler, or restore SIG_DFL and raise the signal again so the
+  process dies by SIGTERM as it would have.
+- SIGINT (main thread only, over a Python handler): mark every open span ERROR
+  with ``error.type="KeyboardInterrupt"`` without ending it, then chain (the
+  default handler raises KeyboardInterrupt); ``with`` blocks that unwind end their
+  spans with that status, the rest are finalized at exit with that reason.
+- ``sys.excepthook``: the open local roots record the exception (event and
+  ``error.type`` = its type name, kept when they are finalized at exit).
+  ``threading.excepthook``: the same, for the local roots the dying thread
+  started. Both always call the previous hook.
+- ``atexit``: shut every processor down (open spans get reason ``shutdown``),
+  re-registered by each new processor so it runs before the SDK's own exit hook.
+- ``os.fork``: the child starts with empty tracking; ``multiprocessing`` children
+  (fork and spawn) shut down in ``multiprocessing.util.Finalize``, before
+  their ``os._exit``.
+
+Signal work runs in a helper thread bounded by the processors' shutdown
+timeouts, so a lock held by the interrupted main thread or a hanging exporter
+never keeps the process from ending.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import multiprocessing.util
+import os
+import signal
+import sys
+import threading
+import weakref
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Callable, Union
+
+from otel_lifecycle._bounded import call_within
+from otel_lifecycle._finalize import Reason
+
+if TYPE_CHECKING:
+    from otel_lifecycle._processor import LifecycleSpanProcessor
+
+_logger = logging.getLogger(__name__)
+
+Handler = Union[Callable[[int, Union[FrameType, None]], object], int, None]
+
+SIGTERM = Reason("SIGTERM", "signal", "span not ended before the process received SIGTERM")
+SIGINT = Reason(
+    "KeyboardInterrupt", "signal", "span open when the process received SIGINT (KeyboardInterrupt)"
+)
+_MULTIPROCESSING_EXIT_PRIORITY = 100
+"""``multiprocessing`` runs finalizers with a higher priority first."""
+
+
+class _Hooks:
+    """The live processors and what the hooks replaced; one instance per process."""
+
+    def __init__(self) -> None:
+        self.processors: weakref.WeakSet[LifecycleSpanProcessor] = weakref.WeakSet()
+        self.lock = threading.Lock()
+        self.installed = False
+        self.previous_signal_handlers: dict[int, Handler] = {}
+        self.previous_excepthook = sys.excepthook
+        self.previous_threading_excepthook = threading.excepthook
+
+    def live(self) -> list[LifecycleSpanProcessor]:
+        return list(self.processors)
+
+
+_hooks = _Hooks()
+
+
+def register(processor: LifecycleSpanProcessor) -> None:
+    """Cover ``processor`` by the exit hooks, installing them on first use."""
+    with _hooks.lock:
+        _hooks.processors.add(processor)
+        _install_hooks()
+        atexit.unregister(_at_exit)
+        atexit.register(_at_exit)
+        if processor._handles_signals:
+            _install_signal_handlers()
+    if multiprocessing.parent_process() is not None:
+        _finalize_before_multiprocessing_exit()
+
+
+def _install_hooks() -> None:
+    if _hooks.installed:
+        return
+    _hooks.installed = True
+    _hooks.previous_excepthook = sys.excepthook
+    sys.excepthook = _excepthook
+    _hooks.previous_threading_excepthook = threading.excepthook
+    threading.excepthook = _threading_excepthook
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+    multiprocessing.util.register_after_fork(_hooks, _after_multiprocessing_fork)
+
+
+def _install_signal_handlers() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if signum in _hooks.previous_signal_handlers:
+            continue
+        current = signal.getsignal(signum)
+        if callable(current) or (signum == signal.SIGTERM and current == signal.SIG_DFL):
+            _hooks.previous_signal_handlers[signum] = current
+            signal.signal(signum, _on_signal)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    previous = _hooks.previous_signal_handlers.get(signum, signal.SIG_DFL)
+    targets = [processor for processor in _hooks.live() if processor._handles_signals]
+
+    def work() -> None:
+        for processor in targets:
+            if signum == signal.SIGTERM:
+                processor._end_for_exit(SIGTERM, shutdown=previous == signal.SIG_DFL)
+            else:
+                processor._mark_open_spans(SIGINT)
+
+    budget = sum(processor._shutdown_timeout for processor in targets)
+    if targets and not call_within(work, budget, "signal"):
+        _logger.warning("otel_lifecycle: signal %s not handled within %ss", signum, budget)
+    if callable(previous):
+        previous(signum, frame)
+    else:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def _excepthook(
+    exc_type: type[BaseException], exc: BaseException, traceback: TracebackType | None
+) -> None:
+    try:
+        _record_unhandled(exc, None)
+    finally:
+        _hooks.previous_excepthook(exc_type, exc, traceback)
+
+
+def _threading_excepthook(args: threading.ExceptHookArgs) -> None:
+    try:
+        if args.exc_value is not None and args.thread is not None:
+            _record_unhandled(args.exc_value, args.thread.ident)
+    finally:
+        _hooks.previous_threading_excepthook(args)
+
+
+def _record_unhandled(exception: BaseException, thread: int | None) -> None:
+    name = type(exception).__name__
+    where = "the process" if thread is None else "its thread"
+    reason = Reason(name, "exception", f"span not ended before an unhandled {name} ended {where}")
+    for processor in _hooks.live():
+        processor._record_unhandled(reason, exception, thread)
+
+
+def _at_exit() -> None:
+    for processor in _hooks.live():
+        processor.shutdown()
+
+
+def _after_fork_in_child() -> None:
+    _hooks.lock = threading.Lock()
+    for processor in _hooks.live():
+        processor._reset_after_fork()
+
+
+def _after_multiprocessing_fork(_hooks_: _Hooks) -> None:
+    _finalize_before_multiprocessing_exit()
+
+
+def _finalize_before_multiprocessing_exit() -> None:
+    multiprocessing.util.Finalize(None, _at_exit, exitpriority=_MULTIPROCESSING_EXIT_PRIORITY)
