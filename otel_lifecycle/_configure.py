@@ -22,43 +22,24 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
-from opentelemetry.sdk.environment_variables import (
-    OTEL_EXPORTER_OTLP_PROTOCOL,
-    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
-)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_lifecycle._instrument import attach
 from otel_lifecycle._processor import LifecycleSpanProcessor
-from otel_lifecycle._settings import load_settings
+from otel_lifecycle._settings import load_settings, otlp_traces_protocol
 
 _logger = logging.getLogger(__name__)
 
 _EXPORTER_GROUP = "opentelemetry_traces_exporter"
 _OTLP_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
-_DEFAULT_PROTOCOL = "grpc"
 
 _lock = threading.Lock()
 
 
 def _otlp_entry_point(environ: Mapping[str, str]) -> str:
-    for variable in (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL):
-        protocol = environ.get(variable, "").strip().lower()
-        if not protocol:
-            continue
-        if protocol in _OTLP_BY_PROTOCOL:
-            return _OTLP_BY_PROTOCOL[protocol]
-        _logger.warning(
-            "otel_lifecycle: invalid value %r for %s: expected %s; using %s",
-            protocol,
-            variable,
-            " or ".join(_OTLP_BY_PROTOCOL),
-            _DEFAULT_PROTOCOL,
-        )
-        break
-    return _OTLP_BY_PROTOCOL[_DEFAULT_PROTOCOL]
+    return _OTLP_BY_PROTOCOL[otlp_traces_protocol(environ)]
 
 
 def trace_exporters(environ: Mapping[str, str] | None = None) -> list[SpanExporter]:

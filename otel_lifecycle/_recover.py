@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import time
 
+from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_lifecycle._configure import trace_exporters
 from otel_lifecycle._journal import DEFAULT_STALE_AFTER
 from otel_lifecycle._journal_record import recovered_span
 from otel_lifecycle._journal_store import claim_crashed, open_journal
-from otel_lifecycle._settings import check_path, check_seconds, otlp_traces_protocol
+from otel_lifecycle._settings import check_path, check_seconds
 
 
 class RecoveryError(RuntimeError):
@@ -58,14 +60,5 @@ def recover(
 
 def exporter_from_environment() -> SpanExporter:
     """The OTLP span exporter configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables."""
-    if otlp_traces_protocol() == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
-            OTLPSpanExporter as HttpExporter,
-        )
-
-        return HttpExporter()
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
-        OTLPSpanExporter as GrpcExporter,
-    )
-
-    return GrpcExporter()
+    (exporter,) = trace_exporters({**os.environ, OTEL_TRACES_EXPORTER: "otlp"})
+    return exporter

@@ -327,7 +327,7 @@ def otlp_traces_protocol(environ: Mapping[str, str] | None = None) -> str:
     """The OTLP protocol for traces, read as the SDK does; a bad value warns and gives grpc."""
     env = os.environ if environ is None else environ
     for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        raw = env.get(name, "").strip()
+        raw = env.get(name, "").strip().lower()
         if not raw:
             continue
         if raw in OTLP_PROTOCOLS:

@@ -108,6 +108,26 @@ def test_sigterm_finalizes_open_spans_and_the_process_dies_by_sigterm(
     )
 
 
+def test_a_decorated_root_keeps_its_input_and_conversation_on_sigterm(
+    receiver: OtlpReceiver,
+) -> None:
+    outcome = run_app("traced-sigterm", receiver, "grpc", send=signal.SIGTERM)
+    assert outcome.returncode == -signal.SIGTERM, outcome.stderr
+    assert {name: reason(span) for name, span in outcome.spans.items()} == {
+        "agent.run": SIGTERMED,
+        "llm.call": SIGTERMED,
+    }
+    root = outcome.spans["agent.run"]
+    assert root.attributes["input.value"] == (
+        '{"question":"What is 6 x 7?","session":"conv-9","api_key":"[REDACTED]"}'
+    )
+    assert root.attributes["input.mime_type"] == "application/json"
+    assert "output.value" not in root.attributes
+    assert root.attributes["gen_ai.conversation.id"] == "conv-9"
+    assert outcome.spans["llm.call"].attributes["gen_ai.conversation.id"] == "conv-9"
+    assert outcome.spans["llm.call"].parent_span_id == root.span_id
+
+
 def test_sigterm_chains_the_handler_the_application_installed_earlier(
     receiver: OtlpReceiver,
 ) -> None:

@@ -21,6 +21,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
+import otel_lifecycle
 from otel_lifecycle import LifecycleSpanProcessor
 
 SCENARIO, TRANSPORT, ENDPOINT = sys.argv[1:4]
@@ -89,8 +90,19 @@ def failing_worker() -> None:
     raise RuntimeError("worker failed")
 
 
+@otel_lifecycle.traced(
+    name="agent.run", conversation_id=lambda args: args["session"], tracer_provider=provider
+)
+def agent(question: str, session: str, api_key: str) -> str:
+    with tracer.start_as_current_span("llm.call"):
+        wait_for_signal()
+    return "never reached"
+
+
 def run() -> None:
-    if SCENARIO in ("sigterm", "sigterm-chained"):
+    if SCENARIO == "traced-sigterm":
+        agent("What is 6 x 7?", session="conv-9", api_key="sk-live-123")
+    elif SCENARIO in ("sigterm", "sigterm-chained"):
         root = tracer.start_span("app.root")
         child_of(root, "app.child")
         child_of(root, "app.done").end()
