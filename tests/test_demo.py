@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from otel_lifecycle._cli import main
-from otel_lifecycle._demo import RunResult, collect
+from otel_lifecycle._demo import RunResult, collect, run_demo
 from otel_lifecycle._receiver import OtlpReceiver
 
 
@@ -65,3 +65,19 @@ def test_cli_prints_the_summary_and_writes_html(
     text = page.read_text(encoding="utf-8")
     assert text.startswith("<!doctype html>")
     assert text.count("reason=SIGTERM") >= 1
+
+
+def test_endpoint_sends_both_runs_to_a_real_collector() -> None:
+    lines: list[str] = []
+    with OtlpReceiver() as collector:
+        assert run_demo(endpoint=collector.grpc_endpoint, print_line=lines.append) == 0
+        spans = collector.spans()
+    assert lines[1:] == [
+        f"plain SDK (BatchSpanProcessor): sent to {collector.grpc_endpoint} (exit status -15)",
+        f"otel_lifecycle (LifecycleSpanProcessor): sent to {collector.grpc_endpoint}"
+        " (exit status -15)",
+    ]
+    roots = [span for span in spans if span.parent_span_id is None]
+    services = sorted(str(span.resource["service.name"]) for span in roots)
+    assert services.count("demo-agent-lifecycle") == 5
+    assert services.count("demo-agent-plain") < 5
