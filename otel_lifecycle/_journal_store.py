@@ -195,10 +195,16 @@ def _is_gone(owner: str, pid: int, host: str, silent_ns: int, stale_after_ns: in
 
 
 def _pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs on this host; a zombie (killed, not yet reaped) is dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            state = stat.read().rpartition(")")[2].split()[:1]
+    except OSError:
+        return True
+    return state != ["Z"]

@@ -3,6 +3,9 @@
 ``crash JOURNAL ENDPOINT``: opens two roots (one under a remote parent) with a
 child left open and a child ended, plus a root that ends; flushes, prints
 ``ready`` once the journal holds the open roots, then waits to be killed.
+``fork JOURNAL ENDPOINT``: opens ``parent.root``, forks; the child opens
+``child.root``; each process prints ``ready PID`` once the journal holds its
+roots, then waits to be killed.
 ``recover JOURNAL ENDPOINT``: prints ``waiting``, starts when a line arrives on
 stdin (so several recoverers start together), lets the processor's background
 recovery run, shuts down and prints ``done``.
@@ -10,7 +13,9 @@ recovery run, shuts down and prints ``done``.
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -41,6 +46,13 @@ def main(mode: str, journal: str, endpoint: str) -> None:
         print("done", flush=True)
         return
     tracer = provider.get_tracer("journal.app", "1.2.3")
+    if mode == "fork":
+        tracer.start_span("parent.root")
+        name = "child.root" if os.fork() == 0 else "parent.root.later"
+        tracer.start_span(name)
+        assert processor.force_flush()
+        print(f"ready {os.getpid()}", flush=True)
+        threading.Event().wait()
     with conversation("conv-7"):
         agent = tracer.start_span(
             "agent.run",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -167,6 +168,38 @@ def test_two_processes_racing_recover_each_root_once(
     recovered = ["recovered 2 root span(s)" in stderr for _, stderr in outcomes]
     assert sorted(recovered) == [False, True]
     assert_recovered(receiver.spans(), heartbeat_ns, "grpc")
+    assert journal_is_empty(journal)
+
+
+def test_a_forked_child_journals_its_own_roots_as_a_new_owner(
+    tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    journal = tmp_path / "journal.db"
+    app = spawn("fork", journal, receiver.grpc_endpoint)
+    assert app.stdout is not None
+    pids = {int(app.stdout.readline().split()[1]) for _ in range(2)}
+    assert app.pid in pids
+    assert len(pids) == 2
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    app.communicate(timeout=TIMEOUT)
+    with sqlite3.connect(journal) as connection:
+        rows = connection.execute(
+            "SELECT owners.pid, roots.record FROM roots JOIN owners USING (owner)"
+        ).fetchall()
+    owners_of = {json.loads(record)["name"]: pid for pid, record in rows}
+    child_pid = (pids - {app.pid}).pop()
+    assert owners_of == {
+        "parent.root": app.pid,
+        "parent.root.later": app.pid,
+        "child.root": child_pid,
+    }
+
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint}
+    result = run_cli("--journal", str(journal), env={**os.environ, **endpoint})
+    assert result.returncode == 0, result.stderr
+    names = sorted(span.name for span in receiver.spans())
+    assert names == ["child.root", "parent.root", "parent.root.later"]
     assert journal_is_empty(journal)
 
 
