@@ -17,7 +17,6 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from typing import Any
 
 from opentelemetry import trace
@@ -26,6 +25,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from otel_lifecycle._entry_points import find_entry_points
 from otel_lifecycle._instrument import attach
 from otel_lifecycle._processor import LifecycleSpanProcessor
 from otel_lifecycle._settings import load_settings, otlp_traces_protocol
@@ -56,7 +56,7 @@ def trace_exporters(environ: Mapping[str, str] | None = None) -> list[SpanExport
     exporters: list[SpanExporter] = []
     for name in dict.fromkeys(names):
         entry_point = _otlp_entry_point(env) if name == "otlp" else name
-        found = entry_points(group=_EXPORTER_GROUP, name=entry_point)
+        found = find_entry_points(_EXPORTER_GROUP, entry_point)
         exporter_class = next(iter(found)).load() if found else None
         if not (isinstance(exporter_class, type) and issubclass(exporter_class, SpanExporter)):
             _logger.warning(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from typing import Callable
 
+from otel_lifecycle._entry_points import find_entry_points
 from otel_lifecycle._settings import VARIABLES, Settings, load_settings
 
 _NAME = "otel_lifecycle"
@@ -25,12 +25,12 @@ def _display(value: object) -> str:
 
 
 def _registered(group: str) -> bool:
-    return bool(entry_points(group=group, name=_NAME))
+    return bool(find_entry_points(group, _NAME))
 
 
 def _first_configurator() -> str | None:
     """The configurator ``opentelemetry-instrument`` loads when none is selected."""
-    return next((entry.name for entry in entry_points(group="opentelemetry_configurator")), None)
+    return next((entry.name for entry in find_entry_points("opentelemetry_configurator")), None)
 
 
 def instrument_verdict(settings: Settings, environ: Mapping[str, str]) -> str:

@@ -156,14 +156,16 @@ def test_conversation_scope_is_restored_after_an_exception() -> None:
 def test_conversation_scope_is_isolated_between_asyncio_tasks(make_harness: MakeHarness) -> None:
     harness = make_harness()
 
-    async def handle(name: str, both_inside: asyncio.Barrier) -> None:
-        with conversation(name):
-            await both_inside.wait()
-            harness.tracer.start_span(name).end()
-
     async def main() -> None:
-        both_inside = asyncio.Barrier(2)
-        await asyncio.gather(handle("a", both_inside), handle("b", both_inside))
+        inside = {"a": asyncio.Event(), "b": asyncio.Event()}
+
+        async def handle(name: str, other: str) -> None:
+            with conversation(name):
+                inside[name].set()
+                await inside[other].wait()
+                harness.tracer.start_span(name).end()
+
+        await asyncio.gather(handle("a", "b"), handle("b", "a"))
 
     asyncio.run(main())
     assert (cid(harness, "a"), cid(harness, "b")) == ("a", "b")
