@@ -15,7 +15,7 @@ import pytest
 
 from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
 
-APP = Path(__file__).with_name("_journal_app.py")
+APP = Path(__file__).parent / "apps" / "journal_app.py"
 ROOT = Path(__file__).parent.parent
 TIMEOUT = 30
 CRASHED = {"agent.run", "job.handle"}

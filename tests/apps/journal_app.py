@@ -51,7 +51,7 @@ def main(mode: str, journal: str, endpoint: str) -> None:
         name = "child.root" if os.fork() == 0 else "parent.root.later"
         tracer.start_span(name)
         assert processor.force_flush()
-        print(f"ready {os.getpid()}", flush=True)
+        os.write(sys.stdout.fileno(), f"ready {os.getpid()}\n".encode())
         threading.Event().wait()
     with conversation("conv-7"):
         agent = tracer.start_span(
