@@ -7,21 +7,11 @@ from collections.abc import Mapping
 from typing import Callable
 
 from otel_lifecycle._entry_points import find_entry_points
-from otel_lifecycle._settings import VARIABLES, Settings, load_settings
+from otel_lifecycle._settings import VARIABLES, Settings, display, load_settings
 
 _NAME = "otel_lifecycle"
 _CONFIGURATOR_VARIABLE = "OTEL_PYTHON_CONFIGURATOR"
 _CONFIG_FILE_VARIABLE = "OTEL_CONFIG_FILE"
-
-
-def _display(value: object) -> str:
-    if value is None:
-        return "off"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, tuple):
-        return ",".join(str(item) for item in value)
-    return str(value)
 
 
 def _registered(group: str) -> bool:
@@ -65,7 +55,7 @@ def run_doctor(environ: Mapping[str, str], print_line: Callable[[str], None] = p
     print_line("otel_lifecycle settings:")
     width = max(len(variable.name) for variable in VARIABLES)
     for variable in VARIABLES:
-        value = _display(getattr(settings, variable.setting))
+        value = display(getattr(settings, variable.setting))
         source = settings.sources[variable.setting]
         print_line(f"  {variable.name:<{width}}  {value}  ({source})")
     for problem in settings.problems:

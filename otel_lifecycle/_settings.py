@@ -99,6 +99,17 @@ def _parse_path(text: str) -> str | None:
     return text.strip() or None
 
 
+def display(value: object) -> str:
+    """A setting's value as written in the environment (``off`` for an unset option)."""
+    if value is None:
+        return "off"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Variable(Generic[T]):
     """One environment variable: its name, parser, default and accepted values."""
@@ -264,7 +275,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         except ValueError:
             problem = (
                 f"invalid value {raw!r} for {variable.name}: expected {variable.accepted}; "
-                f"using the default {variable.default!r}"
+                f"using the default {display(variable.default)}"
             )
             problems.append(problem)
             _logger.warning("otel_lifecycle: %s", problem)

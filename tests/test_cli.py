@@ -50,7 +50,7 @@ def test_doctor_warns_about_each_invalid_value_and_exits_1() -> None:
     warnings = [line for line in lines if line.startswith("warning:")]
     assert warnings == [
         "warning: invalid value 'always' for OTEL_LIFECYCLE_ON_FLUSH: expected "
-        "snapshot / finalize / none; using the default 'snapshot'",
+        "snapshot / finalize / none; using the default snapshot",
         "warning: invalid value 'lots' for OTEL_LIFECYCLE_MAX_TRACKED_SPANS: expected "
         "a positive integer; using the default 100000",
     ]
