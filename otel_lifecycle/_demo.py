@@ -46,12 +46,16 @@ class RunResult:
         forest = Forest(self.spans)
         return sum(1 for span in self.spans if forest.is_orphan(span))
 
-    def summary(self) -> str:
-        """The run's summary line."""
+    def counts(self) -> str:
+        """Roots started against roots received, and orphaned children."""
         return (
-            f"{self.title}: roots started {len(SCENARIOS)}, roots received {self.roots_received},"
+            f"roots started {len(SCENARIOS)}, roots received {self.roots_received},"
             f" children received without a parent {self.orphans}"
         )
+
+    def summary(self) -> str:
+        """The run's summary line."""
+        return f"{self.title}: {self.counts()}"
 
 
 def run_workload(mode: str, endpoint: str) -> int:

@@ -7,12 +7,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from otel_lifecycle._demo_app import SCENARIOS
 from otel_lifecycle._receiver import ReceivedSpan
 from otel_lifecycle._tree import Forest, describe
 
 if TYPE_CHECKING:
     from otel_lifecycle._demo import RunResult
 
+_INTRO = (
+    "The same agent app, run once per column, with five concurrent conversations ("
+    + ", ".join(SCENARIOS)
+    + "), ended by SIGTERM. A highlighted span's parent never reached the backend."
+)
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 .runs { display: flex; gap: 2rem; align-items: flex-start; }
@@ -44,7 +50,7 @@ def write_html(path: str, results: Sequence[RunResult]) -> None:
     """Write the runs side by side to ``path``."""
     columns = "".join(
         f'<div class="run"><h2>{html.escape(result.title)}</h2>'
-        f'<p class="summary">{html.escape(result.summary())}</p>'
+        f'<p class="summary">{html.escape(result.counts())}</p>'
         f"{_tree_html(result.spans)}</div>"
         for result in results
     )
@@ -52,6 +58,7 @@ def write_html(path: str, results: Sequence[RunResult]) -> None:
         "<!doctype html><html><head><meta charset='utf-8'>"
         "<title>otel_lifecycle demo</title>"
         f"<style>{_STYLE}</style></head><body><h1>What the backend received</h1>"
+        f"<p>{html.escape(_INTRO)}</p>"
         f'<div class="runs">{columns}</div></body></html>'
     )
     Path(path).write_text(page, encoding="utf-8")
