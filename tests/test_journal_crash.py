@@ -35,6 +35,7 @@ def spawn(mode: str, journal: Path, endpoint: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        start_new_session=True,
     )
 
 
@@ -177,12 +178,13 @@ def test_a_forked_child_journals_its_own_roots_as_a_new_owner(
     journal = tmp_path / "journal.db"
     app = spawn("fork", journal, receiver.grpc_endpoint)
     assert app.stdout is not None
-    pids = {int(app.stdout.readline().split()[1]) for _ in range(2)}
+    try:
+        pids = {int(app.stdout.readline().split()[1]) for _ in range(2)}
+    finally:
+        os.killpg(app.pid, signal.SIGKILL)
+        app.communicate(timeout=TIMEOUT)
     assert app.pid in pids
     assert len(pids) == 2
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    app.communicate(timeout=TIMEOUT)
     with sqlite3.connect(journal) as connection:
         rows = connection.execute(
             "SELECT owners.pid, roots.record FROM roots JOIN owners USING (owner)"
