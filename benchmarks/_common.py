@@ -1,9 +1,11 @@
-"""Helpers shared by the benchmarks: a no-op exporter and an interleaved best-of-N timer."""
+"""Helpers shared by the benchmarks: a no-op exporter and an interleaved, paired timer."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Callable
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -17,16 +19,33 @@ class NullExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def best_of(runs: Sequence[Callable[[], None]], repeats: int) -> list[float]:
-    """The fastest of ``repeats`` timings of each run, in seconds.
+@dataclass(frozen=True)
+class Timings:
+    """Seconds of each run at each repeat; the runs were interleaved within a repeat."""
 
-    The runs are interleaved, so a slow moment of the machine hits all of them
-    alike and the ratios stay meaningful.
-    """
-    best = [float("inf")] * len(runs)
+    samples: list[list[float]]
+
+    def best(self, index: int) -> float:
+        """The fastest timing of run ``index`` (the least disturbed by the machine)."""
+        return min(self.samples[index])
+
+    def ratio(self, index: int) -> float:
+        """Median over repeats of run ``index`` / run 0 timed next to it.
+
+        Pairing runs timed a moment apart cancels most of the machine's drift,
+        which a ratio of two separate minimums does not.
+        """
+        return statistics.median(
+            mine / base for mine, base in zip(self.samples[index], self.samples[0])
+        )
+
+
+def measure(runs: Sequence[Callable[[], None]], repeats: int) -> Timings:
+    """Time each run ``repeats`` times, interleaved, so a slow moment hits all of them alike."""
+    samples: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
         for index, run in enumerate(runs):
             begin = time.perf_counter()
             run()
-            best[index] = min(best[index], time.perf_counter() - begin)
-    return best
+            samples[index].append(time.perf_counter() - begin)
+    return Timings(samples)

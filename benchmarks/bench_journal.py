@@ -18,7 +18,7 @@ from typing import Callable
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from benchmarks._common import NullExporter, best_of
+from benchmarks._common import NullExporter, measure
 from otel_lifecycle import LifecycleSpanProcessor
 
 CHILDREN = 10
@@ -50,7 +50,7 @@ def workload(processor: LifecycleSpanProcessor, traces: int, open_roots: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", type=int, default=2000, help="traces per run")
-    parser.add_argument("--repeats", type=int, default=7, help="runs of each side; best kept")
+    parser.add_argument("--repeats", type=int, default=11, help="runs of each side")
     args = parser.parse_args()
     print("open roots  off µs/trace  on µs/trace  ratio")
     with tempfile.TemporaryDirectory() as directory:
@@ -58,14 +58,14 @@ def main() -> None:
             journal = str(Path(directory) / f"journal-{open_roots}.db")
             on = LifecycleSpanProcessor(NullExporter(), journal=journal)
             off = LifecycleSpanProcessor(NullExporter())
-            plain, journaled = best_of(
+            timings = measure(
                 [workload(off, args.traces, open_roots), workload(on, args.traces, open_roots)],
                 args.repeats,
             )
             assert on.force_flush()
             print(
-                f"{open_roots:>10}  {plain / args.traces * 1e6:>12.1f}"
-                f"  {journaled / args.traces * 1e6:>11.1f}  {journaled / plain:>5.2f}"
+                f"{open_roots:>10}  {timings.best(0) / args.traces * 1e6:>12.1f}"
+                f"  {timings.best(1) / args.traces * 1e6:>11.1f}  {timings.ratio(1):>5.2f}"
             )
             on.shutdown()
             off.shutdown()

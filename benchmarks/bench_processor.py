@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from benchmarks._common import NullExporter, best_of
+from benchmarks._common import NullExporter, measure
 from otel_lifecycle import LifecycleSpanProcessor
 
 
@@ -50,12 +50,12 @@ def workload(processor: SpanProcessor, threads: int, traces: int) -> Callable[[]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--traces", type=int, default=2000, help="traces per thread per run")
-    parser.add_argument("--repeats", type=int, default=7, help="runs of each side; best kept")
+    parser.add_argument("--repeats", type=int, default=7, help="runs of each side")
     args = parser.parse_args()
     print("threads  plain µs/span  lifecycle µs/span  ratio")
     for threads in (1, 2):
         spans = threads * args.traces * 4
-        plain, lifecycle = best_of(
+        timings = measure(
             [
                 workload(BatchSpanProcessor(NullExporter()), threads, args.traces),
                 workload(LifecycleSpanProcessor(NullExporter()), threads, args.traces),
@@ -63,8 +63,8 @@ def main() -> None:
             args.repeats,
         )
         print(
-            f"{threads:>7}  {plain / spans * 1e6:>13.2f}  {lifecycle / spans * 1e6:>17.2f}"
-            f"  {lifecycle / plain:>5.2f}"
+            f"{threads:>7}  {timings.best(0) / spans * 1e6:>13.2f}"
+            f"  {timings.best(1) / spans * 1e6:>17.2f}  {timings.ratio(1):>5.2f}"
         )
 
 

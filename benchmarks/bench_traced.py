@@ -16,7 +16,7 @@ from typing import Callable
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from benchmarks._common import NullExporter, best_of
+from benchmarks._common import NullExporter, measure
 from otel_lifecycle import LifecycleSpanProcessor, traced
 
 
@@ -57,16 +57,16 @@ def workloads(calls: int) -> list[Callable[[], None]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=5000, help="calls per run")
-    parser.add_argument("--repeats", type=int, default=7, help="runs of each side; best kept")
+    parser.add_argument("--repeats", type=int, default=7, help="runs of each side")
     args = parser.parse_args()
-    bare, decorated, uncaptured = best_of(workloads(args.calls), args.repeats)
+    timings = measure(workloads(args.calls), args.repeats)
     print(f"{'side':<26} {'µs/call':>7}  {'ratio to bare':>13}")
-    for label, seconds in (
-        ("bare start_as_current_span", bare),
-        ("@traced", decorated),
-        ("@traced, capture off", uncaptured),
-    ):
-        print(f"{label:<26} {seconds / args.calls * 1e6:>7.2f}  {seconds / bare:>13.2f}")
+    labels = ("bare start_as_current_span", "@traced", "@traced, capture off")
+    for index, label in enumerate(labels):
+        print(
+            f"{label:<26} {timings.best(index) / args.calls * 1e6:>7.2f}"
+            f"  {timings.ratio(index):>13.2f}"
+        )
 
 
 if __name__ == "__main__":
