@@ -15,7 +15,6 @@ Two entry points, declared in ``pyproject.toml``:
 
 from __future__ import annotations
 
-import atexit
 import logging
 from typing import Any
 
@@ -47,15 +46,15 @@ def attach(provider: TracerProvider, **overrides: Any) -> LifecycleSpanProcessor
 
     The exporting processors already on ``provider`` receive every span, the ones
     this processor finalizes too (finalizing ends the live span), so its own
-    delegate exports nothing. They also come first at shutdown: an ``atexit`` hook,
-    registered after the provider's and so run before it, finalizes the open spans
-    while those exporters still run. Returns the processor added, or None.
+    delegate exports nothing. They also come first at shutdown; but the processor's
+    ``atexit`` hook (see ``_exits``), registered after the provider's and so run
+    before it, finalizes the open spans while those exporters still run. Returns
+    the processor added, or None.
     """
     if not load_settings().enabled or lifecycle_processors(provider):
         return None
     processor = LifecycleSpanProcessor(SpanProcessor(), **overrides)
     provider.add_span_processor(processor)
-    atexit.register(processor.shutdown)
     return processor
 
 
