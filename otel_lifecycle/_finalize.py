@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import Status, StatusCode
-from opentelemetry.util.types import Attributes
 
 from otel_lifecycle._semconv import CONVERSATION_ID, ERROR_TYPE, FINALIZED_BY
 
@@ -45,18 +44,14 @@ def reason_named(name: str) -> Reason:
     return _KNOWN.get(name) or Reason(name, name, f"span not ended: finalized ({name})")
 
 
-def reason_attributes(
-    reason: Reason, conversation_id: str | None, extra: Attributes = None
-) -> dict[str, object]:
-    """The attributes a finalized span gets: the reason, the conversation id, ``extra``."""
+def reason_attributes(reason: Reason, conversation_id: str | None) -> dict[str, object]:
+    """The attributes a finalized span gets: the reason and the conversation id."""
     attributes: dict[str, object] = {
         ERROR_TYPE: reason.error_type,
         FINALIZED_BY: reason.finalized_by,
     }
     if conversation_id is not None:
         attributes[CONVERSATION_ID] = conversation_id
-    if extra:
-        attributes.update(extra)
     return attributes
 
 
@@ -65,7 +60,6 @@ def finalize_span(
     reason: Reason,
     conversation_id: str | None,
     end_time: int,
-    extra: Attributes = None,
 ) -> bool:
     """Stamp ``reason`` on the live ``span`` and end it at ``end_time``.
 
@@ -74,7 +68,7 @@ def finalize_span(
     """
     if not span.is_recording():
         return False
-    span.set_attributes(reason_attributes(reason, conversation_id, extra))  # type: ignore[arg-type]
+    span.set_attributes(reason_attributes(reason, conversation_id))  # type: ignore[arg-type]
     span.set_status(Status(StatusCode.ERROR, reason.description))
     span.end(end_time)
     return span.end_time == end_time

@@ -14,7 +14,6 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Status, StatusCode
-from opentelemetry.util.types import Attributes
 
 from otel_lifecycle._bounded import call_within
 from otel_lifecycle._conversation import (
@@ -220,21 +219,19 @@ class LifecycleSpanProcessor(SpanProcessor):
         """Finalize every open span now with ``reason``; return how many this call ended."""
         return self._finalize_all(reason_named(reason))
 
-    def _finalize_all(self, reason: Reason, extra: Attributes = None) -> int:
+    def _finalize_all(self, reason: Reason) -> int:
         return sum(
-            self._finalize_trace(state, finalization_order(state), reason, extra)
+            self._finalize_trace(state, finalization_order(state), reason)
             for state in self._open.traces()
         )
 
-    def _finalize_trace(
-        self, state: TraceState, spans: list[Span], reason: Reason, extra: Attributes = None
-    ) -> int:
+    def _finalize_trace(self, state: TraceState, spans: list[Span], reason: Reason) -> int:
         ended: Counter[str] = Counter()
         for span in spans:
             try:
                 span_reason = self._exit_reasons.get(span.context.span_id, reason)
                 if finalize_span(
-                    span, span_reason, self._conversation_of(span, state), time.time_ns(), extra
+                    span, span_reason, self._conversation_of(span, state), time.time_ns()
                 ):
                     ended[span_reason.error_type] += 1
             except Exception as error:  # noqa: BLE001 - one bad span must not stop the others
@@ -307,7 +304,19 @@ class LifecycleSpanProcessor(SpanProcessor):
             if self._is_shut_down:
                 return
             self._is_shut_down = True
-        self.shutdown_with(reason)
+        deadline = time.monotonic() + self._shutdown_timeout
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        try:
+            self._finalize_all(reason)
+        except Exception as error:  # noqa: BLE001
+            self._internal_error("shutdown", error)
+        if self._journal is not None:
+            self._journal.close(deadline - time.monotonic())
+        if not call_within(self._delegate.shutdown, deadline - time.monotonic(), "shutdown"):
+            _logger.warning(
+                "otel_lifecycle: the exporter did not shut down within %ss", self._shutdown_timeout
+            )
 
     def _mark_open_spans(self, reason: Reason) -> None:
         """Record ``reason`` on every open span without ending it (SIGINT)."""
@@ -347,22 +356,6 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._shutdown_lock = threading.Lock()
         if self._watchdog is not None and not self._is_shut_down:
             self._start_watchdog()
-
-    def shutdown_with(self, reason: Reason, extra: Attributes = None) -> None:
-        """Shutdown, finalizing open spans with ``reason``, within the shutdown budget."""
-        deadline = time.monotonic() + self._shutdown_timeout
-        if self._watchdog is not None:
-            self._watchdog.stop()
-        try:
-            self._finalize_all(reason, extra)
-        except Exception as error:  # noqa: BLE001
-            self._internal_error("shutdown", error)
-        if self._journal is not None:
-            self._journal.close(deadline - time.monotonic())
-        if not call_within(self._delegate.shutdown, deadline - time.monotonic(), "shutdown"):
-            _logger.warning(
-                "otel_lifecycle: the exporter did not shut down within %ss", self._shutdown_timeout
-            )
 
     def stats(self) -> LifecycleStats:
         """An immutable snapshot of the open spans and of the counters."""
