@@ -1,4 +1,21 @@
-"""otel_lifecycle: every span that was started is exported exactly once, with how it ended."""
+"""otel_lifecycle: every span that was started is exported exactly once, with how it ended.
+
+The public API is re-exported here; the work is in private modules, one concept each:
+
+- the processor: ``_processor`` (hooks, flush, shutdown), ``_tracking`` (open spans
+  per trace), ``_finalize`` (reasons, ending a live span), ``_watchdog`` (root
+  timeouts), ``_snapshot`` (in-progress markers), ``_conversation`` (conversation
+  ids), ``_stats``, ``_bounded`` (calls within a time budget);
+- process exits: ``_exits`` (signals, excepthooks, atexit, fork), ``_journal``,
+  ``_journal_store``, ``_journal_record`` and ``_recover`` (the crash journal);
+- setup: ``_settings`` (every environment variable), ``_configure``,
+  ``_instrument`` (``opentelemetry-instrument``), ``_entry_points``;
+- the root lifecycle API: ``_traced`` (decorator), ``_span`` (context manager,
+  ``fail``, ``set_output``), ``_run`` (shared start/finish), ``_sanitize``;
+- the command line: ``_cli``, ``_doctor``, ``_demo`` and ``_demo_app``, ``_report``
+  and ``_tree`` (rendering), ``_receiver`` (an embedded OTLP receiver);
+- ``_semconv``: the attribute names written and read.
+"""
 
 from __future__ import annotations
 
