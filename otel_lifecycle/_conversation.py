@@ -25,7 +25,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import format_trace_id
 
-from otel_lifecycle._settings import Fallback
+from otel_lifecycle._settings import Fallback, check_text
 
 Resolver = Callable[[Span], Optional[str]]
 
@@ -42,11 +42,7 @@ def conversation(conversation_id: str) -> Iterator[str]:
     creates) get ``gen_ai.conversation.id`` unless an earlier rule of the
     resolution order gives them one. The previous scope is restored on exit.
     """
-    if not isinstance(conversation_id, str):
-        raise TypeError(f"conversation_id must be a str, got {type(conversation_id).__name__}")
-    if not conversation_id:
-        raise ValueError("conversation_id must be a non-empty str")
-    token = _current.set(conversation_id)
+    token = _current.set(check_text("conversation_id", conversation_id))
     try:
         yield conversation_id
     finally:

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import Status, StatusCode
 
 from otel_lifecycle._semconv import CONVERSATION_ID, ERROR_TYPE, FINALIZED_BY
+from otel_lifecycle._settings import check_text
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,7 @@ _KNOWN = {reason.error_type: reason for reason in (SHUTDOWN, TIMEOUT, FLUSH)}
 
 def reason_named(name: str) -> Reason:
     """The reason for a public ``finalize_open_spans(name)`` call."""
-    if not isinstance(name, str):
-        raise TypeError(f"reason must be a str, got {type(name).__name__}")
-    if not name.strip():
-        raise ValueError("reason must be a non-empty str")
+    check_text("reason", name)
     return _KNOWN.get(name) or Reason(name, name, f"span not ended: finalized ({name})")
 
 

@@ -28,7 +28,7 @@ from otel_lifecycle._semconv import (
     OUTPUT_MIME_TYPE,
     OUTPUT_VALUE,
 )
-from otel_lifecycle._settings import load_settings
+from otel_lifecycle._settings import check_text, load_settings
 
 _logger = logging.getLogger(__name__)
 
@@ -85,22 +85,12 @@ def check_flag(name: str, value: object) -> bool | None:
 
 def check_name(value: object) -> str:
     """Validate a span name argument."""
-    if not isinstance(value, str):
-        raise TypeError(f"name must be a str, got {type(value).__name__}")
-    if not value:
-        raise ValueError("name must be a non-empty str")
-    return value
+    return check_text("name", value)
 
 
 def check_conversation_id(value: object) -> str | None:
     """Validate an optional conversation id string argument."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"conversation_id must be a str or None, got {type(value).__name__}")
-    if not value:
-        raise ValueError("conversation_id must be a non-empty str")
-    return value
+    return None if value is None else check_text("conversation_id", value)
 
 
 def tracer_for(provider: object) -> trace.Tracer:

@@ -312,6 +312,15 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     return value
 
 
+def check_text(name: str, value: object) -> str:
+    """Validate an explicit non-blank string argument."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must be a non-empty str, got {value!r}")
+    return value
+
+
 def check_keys(name: str, value: object) -> tuple[str, ...]:
     """Validate an explicit non-empty sequence of non-empty strings."""
     if isinstance(value, str) or not isinstance(value, (list, tuple)):

@@ -24,6 +24,7 @@ from otel_lifecycle._run import (
     write_output,
 )
 from otel_lifecycle._semconv import ERROR_TYPE
+from otel_lifecycle._settings import check_text
 
 DEFAULT_ERROR_TYPE = "_OTHER"
 """``error.type`` written by ``fail()`` when none is given (the semantic conventions' fallback)."""
@@ -142,10 +143,7 @@ def fail(
     """
     if not isinstance(reason, str):
         raise TypeError(f"reason must be a str, got {type(reason).__name__}")
-    if not isinstance(error_type, str):
-        raise TypeError(f"error_type must be a str, got {type(error_type).__name__}")
-    if not error_type:
-        raise ValueError("error_type must be a non-empty str")
+    check_text("error_type", error_type)
     target = _target(span)
     target.set_attribute(ERROR_TYPE, error_type)
     target.set_status(Status(StatusCode.ERROR, reason))

@@ -171,7 +171,9 @@ def test_conversation_scope_is_isolated_between_asyncio_tasks(make_harness: Make
     assert (cid(harness, "a"), cid(harness, "b")) == ("a", "b")
 
 
-@pytest.mark.parametrize(("value", "error"), [(None, TypeError), (5, TypeError), ("", ValueError)])
+@pytest.mark.parametrize(
+    ("value", "error"), [(None, TypeError), (5, TypeError), ("", ValueError), ("  ", ValueError)]
+)
 def test_conversation_rejects_bad_ids(value: object, error: type) -> None:
     with pytest.raises(error, match="conversation_id"), conversation(value):  # type: ignore[arg-type]
         pass
