@@ -3,9 +3,10 @@
 At ``on_start`` a span's conversation id is the first found of:
 
 1. the span's own start attributes, for the configured keys, in order;
-2. the id already resolved for the span's trace in this process, while the trace
-   has an open span here (so children started in thread pools, executors and
-   other tasks inherit it whatever their contextvars);
+2. the id already resolved for the span's trace in this process (so children
+   started in thread pools, executors and other tasks inherit it whatever their
+   contextvars, and so do spans started after the trace's root was finalized),
+   for the last ``TRACE_MEMORY`` traces that had an id;
 3. OpenTelemetry baggage in the parent context, same keys, same order;
 4. the innermost ``otel_lifecycle.conversation(...)`` scope;
 5. the ``conversation_id_resolver(span)`` callable, if given;
@@ -20,11 +21,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Callable, Optional
 
-from opentelemetry import baggage
-from opentelemetry.context import Context
+from opentelemetry.baggage import _BAGGAGE_KEY
+from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import format_trace_id
 
+from otel_lifecycle._semconv import CONVERSATION_ID
 from otel_lifecycle._settings import Fallback, check_text
 
 Resolver = Callable[[Span], Optional[str]]
@@ -55,59 +57,96 @@ def current_conversation() -> str | None:
 
 
 def live_attributes(span: Span) -> Mapping[str, object]:
-    """The live span's attributes, read without a copy, a lock or a failed lookup.
+    """The live span's attributes, read without a copy or a lock.
 
-    The SDK's public ``span.attributes`` wraps a mapping whose misses raise
-    ``KeyError`` internally; its plain dict is read directly when it is there.
+    The SDK's public ``span.attributes`` wraps its ``BoundedAttributes``, whose
+    misses raise ``KeyError`` internally; the plain dict inside is read directly
+    (pinned by a test).
     """
-    raw = getattr(getattr(span, "_attributes", None), "_dict", None)
-    return raw if isinstance(raw, dict) else (span.attributes or {})
+    return span._attributes._dict  # type: ignore[union-attr,no-any-return]
 
 
-def from_mapping(values: Mapping[str, object] | None, keys: ConversationKeys) -> str | None:
-    """The first non-empty value among ``keys`` in ``values``, as a string."""
-    if not values or keys.names.isdisjoint(values):
-        return None
-    for key in keys.ordered:
-        value = values.get(key)
-        if value is not None and value != "":
-            return str(value)
+def _first(values: Mapping[str, object] | None, keys: tuple[str, ...]) -> str | None:
+    """The first non-empty value among ``keys`` in ``values``, as a string: one lookup per key."""
+    if values:
+        for key in keys:
+            value = values.get(key)
+            if value is not None and value != "":
+                return str(value)
     return None
 
 
-class ConversationKeys:
-    """The keys read for a conversation id: in order, and as a set for a fast miss.
+TRACE_MEMORY = 16_384
+"""How many traces' conversation ids are remembered (the most recently resolved)."""
 
-    Most spans carry none of the keys; a set test on the span's attributes rejects
-    them without a failed lookup per key (each costs an exception in the SDK's
-    attribute mapping).
+
+class Conversations:
+    """Gives each starting span its conversation id, by the resolution order above.
+
+    Rule 2 is a memory of trace id -> conversation id. Only traces that have an id
+    enter it; it outlives the trace's open spans (a span started later in the same
+    trace, after its root was finalized, still gets the id) and is bounded by
+    ``memory`` entries: the oldest is forgotten first.
     """
 
-    __slots__ = ("names", "ordered")
+    __slots__ = ("_by_trace", "_fallback", "_memory", "_resolver", "keys")
 
-    def __init__(self, ordered: tuple[str, ...]) -> None:
-        self.ordered = ordered
-        self.names = frozenset(ordered)
-
-
-class ConversationResolver:
-    """Applies rules 3 to 6 of the resolution order (1 and 2 need the trace state)."""
-
-    __slots__ = ("_fallback", "_keys", "_resolver")
-
-    def __init__(self, keys: tuple[str, ...], resolver: Resolver | None, fallback: Fallback):
-        self._keys = ConversationKeys(keys)
+    def __init__(
+        self,
+        keys: tuple[str, ...],
+        resolver: Resolver | None,
+        fallback: Fallback,
+        memory: int = TRACE_MEMORY,
+    ) -> None:
+        self.keys = keys
         self._resolver = resolver
         self._fallback = fallback
+        self._memory = memory
+        self._by_trace: dict[int, str] = {}
 
-    @property
-    def keys(self) -> ConversationKeys:
-        """The attribute and baggage keys, in order."""
-        return self._keys
+    def on_start(self, span: Span, trace_id: int, parent_context: Context | None) -> None:
+        """Hot path: resolve the id of a span that just started and set it on the span."""
+        attributes = live_attributes(span)
+        found = _first(attributes, self.keys)
+        if found is None:
+            found = self._by_trace.get(trace_id) or self._from_context(span, parent_context)
+            if found is None:
+                return
+        if CONVERSATION_ID not in attributes:
+            span.set_attribute(CONVERSATION_ID, found)
+        if trace_id not in self._by_trace:
+            self._remember(trace_id, found)
 
-    def from_context(self, span: Span, parent_context: Context | None) -> str | None:
+    def of_span(self, span: Span) -> str | None:
+        """The conversation id of a live span: its own attributes, else its trace's."""
+        return _first(live_attributes(span), self.keys) or self._by_trace.get(span.context.trace_id)
+
+    def of_trace(self, trace_id: int) -> str | None:
+        """The conversation id remembered for ``trace_id``."""
+        return self._by_trace.get(trace_id)
+
+    def remembered(self) -> int:
+        """How many traces' ids are remembered now."""
+        return len(self._by_trace)
+
+    def forget_all(self) -> None:
+        """Forget every trace (a forked child starts with an empty memory)."""
+        self._by_trace = {}
+
+    def _remember(self, trace_id: int, conversation_id: str) -> None:
+        by_trace = self._by_trace
+        by_trace.setdefault(trace_id, conversation_id)
+        while len(by_trace) > self._memory:
+            try:
+                by_trace.pop(next(iter(by_trace)), None)
+            except (RuntimeError, StopIteration):  # another thread changed it: look again
+                continue
+
+    def _from_context(self, span: Span, parent_context: Context | None) -> str | None:
         """Rules 3 to 6: baggage, the ``conversation()`` scope, the resolver, the fallback."""
-        found = from_mapping(baggage.get_all(parent_context), self._keys) or _current.get()
+        context = get_current() if parent_context is None else parent_context
+        bag: Mapping[str, object] | None = context.get(_BAGGAGE_KEY)  # type: ignore[assignment]
+        found = _first(bag, self.keys) or _current.get()
         if found is None and self._resolver is not None:
             resolved = self._resolver(span)
             found = str(resolved) if resolved is not None and resolved != "" else None

@@ -21,9 +21,11 @@ all of them, installed when the first processor registers:
   (fork and spawn) shut down in ``multiprocessing.util.Finalize``, before
   their ``os._exit``.
 
-Signal work runs in a helper thread bounded by the processors' shutdown
-timeouts, so a lock held by the interrupted main thread or a hanging exporter
-never keeps the process from ending.
+Signal work runs in the handler itself and takes no lock that the interrupted
+thread could hold: spans whose own lock it holds are skipped, or exported as a
+stamped copy when the process is about to die; the export stage is woken
+through a socket and waited for with a deadline, so a hanging exporter never
+keeps the process from ending past the processors' shutdown timeouts.
 """
 
 from __future__ import annotations
@@ -40,8 +42,7 @@ import weakref
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Callable, Union
 
-from otel_lifecycle._bounded import call_within
-from otel_lifecycle._finalize import Reason
+from otel_lifecycle._finalize import SIGINT, SIGTERM, unhandled
 
 if TYPE_CHECKING:
     from otel_lifecycle._processor import LifecycleSpanProcessor
@@ -50,10 +51,6 @@ _logger = logging.getLogger(__name__)
 
 Handler = Union[Callable[[int, Union[FrameType, None]], object], int, None]
 
-SIGTERM = Reason("SIGTERM", "signal", "span not ended before the process received SIGTERM")
-SIGINT = Reason(
-    "KeyboardInterrupt", "signal", "span open when the process received SIGINT (KeyboardInterrupt)"
-)
 _MULTIPROCESSING_EXIT_PRIORITY = 100
 """``multiprocessing`` runs finalizers with a higher priority first."""
 
@@ -97,7 +94,11 @@ def _install_hooks() -> None:
     sys.excepthook = _excepthook
     _hooks.previous_threading_excepthook = threading.excepthook
     threading.excepthook = _threading_excepthook
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
     multiprocessing.util.register_after_fork(_hooks, _after_multiprocessing_fork)
 
 
@@ -115,18 +116,17 @@ def _install_signal_handlers() -> None:
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     previous = _hooks.previous_signal_handlers.get(signum, signal.SIG_DFL)
-    targets = [processor for processor in _hooks.live() if processor._handles_signals]
-
-    def work() -> None:
-        for processor in targets:
+    dying = signum == signal.SIGTERM and not callable(previous)
+    for processor in _hooks.live():
+        if not processor._handles_signals:
+            continue
+        try:
             if signum == signal.SIGTERM:
-                processor._end_for_exit(SIGTERM, shutdown=previous == signal.SIG_DFL)
+                processor._end_for_signal(SIGTERM, dying=dying)
             else:
                 processor._mark_open_spans(SIGINT)
-
-    budget = sum(processor._shutdown_timeout for processor in targets)
-    if targets and not call_within(work, budget, "signal"):
-        _logger.warning("otel_lifecycle: signal %s not handled within %ss", signum, budget)
+        except Exception:  # a signal handler must never fail before chaining
+            _logger.exception("otel_lifecycle: handling signal %s failed", signum)
     if callable(previous):
         previous(signum, frame)
     else:
@@ -152,9 +152,7 @@ def _threading_excepthook(args: threading.ExceptHookArgs) -> None:
 
 
 def _record_unhandled(exception: BaseException, thread: int | None) -> None:
-    name = type(exception).__name__
-    where = "the process" if thread is None else "its thread"
-    reason = Reason(name, "exception", f"span not ended before an unhandled {name} ended {where}")
+    reason = unhandled(exception, whole_process=thread is None)
     for processor in _hooks.live():
         processor._record_unhandled(reason, exception, thread)
 
@@ -162,6 +160,16 @@ def _record_unhandled(exception: BaseException, thread: int | None) -> None:
 def _at_exit() -> None:
     for processor in _hooks.live():
         processor.shutdown()
+
+
+def _before_fork() -> None:
+    for processor in _hooks.live():
+        processor._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for processor in _hooks.live():
+        processor._after_fork_in_parent()
 
 
 def _after_fork_in_child() -> None:

@@ -9,8 +9,8 @@ Two entry points, declared in ``pyproject.toml``:
   so open spans are finalized before their exporter shuts down.
 - ``opentelemetry_post_instrument`` ``otel_lifecycle`` -> :func:`post_instrument`.
   Runs after whichever configurator was loaded; when the global SDK provider has
-  no lifecycle processor yet (another configurator built it), it attaches one with
-  :func:`attach`.
+  no lifecycle processor yet (another configurator built it), :func:`attach` puts
+  one in charge of the processors that configurator registered.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from otel_lifecycle._processor import LifecycleSpanProcessor
@@ -36,25 +36,38 @@ def lifecycle_processors(provider: TracerProvider) -> list[LifecycleSpanProcesso
     change this finds none, and the worst outcome is a second processor, which
     still exports every span exactly once (``Span.end()`` is idempotent).
     """
+    return [p for p in _registered(provider) if isinstance(p, LifecycleSpanProcessor)]
+
+
+def _registered(provider: TracerProvider) -> tuple[SpanProcessor, ...]:
     active = getattr(provider, "_active_span_processor", None)
-    registered = getattr(active, "_span_processors", ())
-    return [p for p in registered if isinstance(p, LifecycleSpanProcessor)]
+    return tuple(getattr(active, "_span_processors", ()))
 
 
 def attach(provider: TracerProvider, **overrides: Any) -> LifecycleSpanProcessor | None:
-    """Add a lifecycle processor to ``provider`` unless it has one or the package is disabled.
+    """Put a lifecycle processor in charge of ``provider``'s processors, unless it has one.
 
-    The exporting processors already on ``provider`` receive every span, the ones
-    this processor finalizes too (finalizing ends the live span), so its own
-    delegate exports nothing. They also come first at shutdown; but the processor's
-    ``atexit`` hook (see ``_exits``), registered after the provider's and so run
-    before it, finalizes the open spans while those exporters still run. Returns
-    the processor added, or None.
+    The processors already registered (the configurator's batch processors) become
+    the lifecycle processor's delegate, in their order, and it becomes the
+    provider's only processor: every span reaches them through it, stamped when
+    it was finalized, and they shut down after it has finalized the open spans,
+    whoever calls ``provider.shutdown()``. Returns the processor, or None when the
+    package is disabled or the provider already has one.
     """
     if not load_settings().enabled or lifecycle_processors(provider):
         return None
-    processor = LifecycleSpanProcessor(SpanProcessor(), **overrides)
-    provider.add_span_processor(processor)
+    active = getattr(provider, "_active_span_processor", None)
+    existing = _registered(provider)
+    if not isinstance(active, SynchronousMultiSpanProcessor):
+        processor = LifecycleSpanProcessor(SpanProcessor(), **overrides)
+        provider.add_span_processor(processor)
+        return processor
+    delegate = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
+    for registered in existing:
+        delegate.add_span_processor(registered)
+    processor = LifecycleSpanProcessor(delegate, **overrides)
+    with active._lock:
+        active._span_processors = (processor,)
     return processor
 
 

@@ -42,7 +42,6 @@ from otel_lifecycle._journal_store import (
     retire,
     write_batch,
 )
-from otel_lifecycle._tracking import TraceState
 
 _logger = logging.getLogger(__name__)
 
@@ -51,9 +50,9 @@ DEFAULT_HEARTBEAT_INTERVAL = 2.0
 DEFAULT_STALE_AFTER = 60.0
 MAX_BATCH = 256
 
-ConversationOf = Callable[[Span, Optional[TraceState]], Optional[str]]
+ConversationOf = Callable[[Span], Optional[str]]
 Key = tuple[int, int]
-_Item = Union[tuple[Span, Optional[TraceState]], Key, threading.Event]
+_Item = Union[Span, Key, threading.Event]
 
 _ABANDONED: list[sqlite3.Connection] = []
 """Connections inherited by a forked child: kept, never used nor closed (SQLite forbids it)."""
@@ -92,7 +91,7 @@ class Journal:
         self._accepting = True
         self._stopped = False
         self._wake = threading.Event()
-        self._added: dict[Key, tuple[Span, TraceState | None]] = {}
+        self._added: dict[Key, Span] = {}
         self._removed: set[Key] = set()
         self._flushes: list[threading.Event] = []
         self._on_disk: set[Key] = set()
@@ -108,10 +107,10 @@ class Journal:
         LIVE_OWNERS.add(self.owner)
         self._thread.start()
 
-    def opened(self, span: Span, state: TraceState | None) -> None:
+    def opened(self, span: Span) -> None:
         """Hot path: the local root ``span`` started."""
         if self._accepting:
-            self._pending.append((span, state))
+            self._pending.append(span)
 
     def closed(self, trace_id: int, span_id: int) -> None:
         """Hot path: the local root with these ids ended."""
@@ -184,8 +183,8 @@ class Journal:
             drained = self._drain()
             now = self._clock()
             added = [
-                (key, encode_root(span, self._conversation_of(span, state)))
-                for key, (span, state) in self._added.items()
+                (key, encode_root(span, self._conversation_of(span)))
+                for key, span in self._added.items()
                 if span.end_time is None
             ]
             if added or self._removed:
@@ -211,14 +210,12 @@ class Journal:
             count += 1
             if isinstance(item, threading.Event):
                 self._flushes.append(item)
-            elif isinstance(item[0], int):
-                key: Key = item
-                if self._added.pop(key, None) is None and key in self._on_disk:
-                    self._removed.add(key)
+            elif isinstance(item, tuple):
+                if self._added.pop(item, None) is None and item in self._on_disk:
+                    self._removed.add(item)
             else:
-                span, state = item
-                context = span.get_span_context()
-                self._added[(context.trace_id, context.span_id)] = (span, state)
+                context = item.get_span_context()
+                self._added[(context.trace_id, context.span_id)] = item
         return count
 
     def _commit(

@@ -11,6 +11,9 @@ ERROR_TYPE = "error.type"
 FINALIZED_BY = "otel_lifecycle.finalized_by"
 """Why the processor, not the application, ended the span."""
 
+DROPPED_DESCENDANTS = "otel_lifecycle.dropped_descendants"
+"""On a local root: how many of its descendants the full export queue dropped (best effort)."""
+
 STATE = "otel_lifecycle.state"
 """``in_progress`` on the snapshot markers exported by ``force_flush``."""
 

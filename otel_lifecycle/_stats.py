@@ -21,19 +21,40 @@ class LifecycleStats:
     """Spans the processor finalized, by reason (``error.type``)."""
     untracked: int
     """Spans started while ``max_tracked_spans`` spans were open, left untracked."""
+    started_after_shutdown: int
+    """Spans started after ``shutdown()``: not tracked, nothing kept."""
     dropped_overflow: int
-    """Spans the owned batch processor dropped because its queue was full."""
+    """Ordinary (non-root) spans refused because the export queue was full."""
+    dropped_roots: int
+    """Local roots refused because the priority lane was full (``max_tracked_spans`` roots
+    waiting for the exporter)."""
+    dropped_after_shutdown: int
+    """Spans that ended after ``shutdown()`` and were not exported."""
     internal_errors: int
     """Errors inside the processor that were caught instead of reaching the application."""
 
 
+COUNTED = (
+    "untracked",
+    "started_after_shutdown",
+    "dropped_overflow",
+    "dropped_roots",
+    "dropped_after_shutdown",
+    "internal_errors",
+)
+
+
 class Counters:
-    """Event counters. Only rare events are counted, so one lock is cheap."""
+    """Event counters. Only rare events are counted, so one lock is cheap.
+
+    The lock is reentrant: a signal handler that counts while the thread it
+    interrupted was counting must not deadlock.
+    """
 
     __slots__ = ("_finalized", "_lock", "_totals")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._finalized: Counter[str] = Counter()
         self._totals: Counter[str] = Counter()
 
@@ -43,7 +64,7 @@ class Counters:
             self._finalized[reason] += count
 
     def add(self, name: str) -> None:
-        """Count one ``untracked``, ``dropped_overflow`` or ``internal_errors`` event."""
+        """Count one event named in ``COUNTED``."""
         with self._lock:
             self._totals[name] += 1
 
@@ -54,7 +75,5 @@ class Counters:
                 open_traces=open_traces,
                 open_spans=open_spans,
                 finalized=MappingProxyType(dict(self._finalized)),
-                untracked=self._totals["untracked"],
-                dropped_overflow=self._totals["dropped_overflow"],
-                internal_errors=self._totals["internal_errors"],
+                **{name: self._totals[name] for name in COUNTED},
             )

@@ -11,9 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-from otel_lifecycle._tracking import OpenSpans, TraceState
-
-Expired = list[tuple[TraceState, list[int]]]
+from otel_lifecycle._open_spans import Root
 
 
 class RootWatchdog:
@@ -23,12 +21,12 @@ class RootWatchdog:
         self,
         timeout: float,
         clock: Callable[[], float],
-        open_spans: OpenSpans,
-        expire: Callable[[Expired], None],
+        roots: dict[int, Root],
+        expire: Callable[[list[int]], None],
     ) -> None:
         self._timeout = timeout
         self._clock = clock
-        self._open_spans = open_spans
+        self._roots = roots
         self._expire = expire
         self._check_lock = threading.Lock()
         self._wake = threading.Event()
@@ -46,9 +44,15 @@ class RootWatchdog:
         )
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop the thread; an ongoing check finishes first."""
+    def stop(self, *, wait: bool = True) -> None:
+        """Stop the thread; with ``wait``, let an ongoing check finish first.
+
+        A signal handler neither waits nor wakes the thread: the thread it
+        interrupted may hold the wake-up event's lock or what the check needs.
+        """
         self._stopped = True
+        if not wait:
+            return
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
@@ -63,18 +67,14 @@ class RootWatchdog:
         """Finalize expired roots now; return the next deadline, or None if no root is open."""
         with self._check_lock:
             now = self._clock()
-            expired: Expired = []
+            expired: list[int] = []
             next_deadline: float | None = None
-            for state in self._open_spans.traces():
-                with state.lock:
-                    roots = list(state.roots.items())
-                late = [span_id for span_id, started in roots if started + self._timeout <= now]
-                if late:
-                    expired.append((state, late))
-                for _, started in roots:
-                    deadline = started + self._timeout
-                    if deadline > now and (next_deadline is None or deadline < next_deadline):
-                        next_deadline = deadline
+            for span_id, root in list(self._roots.items()):
+                deadline = root.started + self._timeout
+                if deadline <= now:
+                    expired.append(span_id)
+                elif next_deadline is None or deadline < next_deadline:
+                    next_deadline = deadline
             if expired:
                 self._expire(expired)
             return next_deadline

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import otel_lifecycle
@@ -198,7 +199,7 @@ def test_bad_exporter_variables_warn_once_and_fall_back(
     assert warning in record.getMessage()
 
 
-def test_a_single_exporter_is_wrapped_in_its_batch_processor() -> None:
+def test_a_single_exporter_gets_the_processors_own_export_stage() -> None:
     [processor] = lifecycle_processors(otel_lifecycle.configure())
     assert type(processor) is LifecycleSpanProcessor
-    assert isinstance(processor.delegate, BatchSpanProcessor)
+    assert isinstance(processor.delegate, OTLPSpanExporter)

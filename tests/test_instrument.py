@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -121,12 +121,19 @@ def test_post_instrument_attaches_once_to_the_global_sdk_provider() -> None:
 
 
 class BrokenProvider(TracerProvider):
+    """A provider whose processors can only be added, and adding fails."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            shutdown_on_exit=False, active_span_processor=ConcurrentMultiSpanProcessor()
+        )
+
     def add_span_processor(self, span_processor: SpanProcessor) -> None:
         raise RuntimeError("broken provider")
 
 
 @pytest.mark.usefixtures("global_provider")
 def test_post_instrument_never_raises(caplog: pytest.LogCaptureFixture) -> None:
-    trace.set_tracer_provider(BrokenProvider(shutdown_on_exit=False))
+    trace.set_tracer_provider(BrokenProvider())
     post_instrument()
     assert "could not attach to the tracer provider" in caplog.text

@@ -51,7 +51,7 @@ def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
 def start(journal: Journal, provider: TracerProvider, name: str) -> Span:
     span = provider.get_tracer("unit").start_span(name, attributes={"k": "v"})
     assert isinstance(span, Span)
-    journal.opened(span, None)
+    journal.opened(span)
     return span
 
 
@@ -62,9 +62,7 @@ def end(journal: Journal, span: Span) -> None:
 
 
 def make_journal(path: Path, clock: Clock, exported: list[ReadableSpan]) -> Journal:
-    journal = Journal(
-        str(path), exported.append, lambda span, state: None, clock=clock, interval=HOUR
-    )
+    journal = Journal(str(path), exported.append, lambda span: None, clock=clock, interval=HOUR)
     journal.start()
     return journal
 

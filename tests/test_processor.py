@@ -268,15 +268,25 @@ class BlockingProcessor(SpanProcessor):
         self.release.wait()
 
 
-def test_force_flush_honours_its_timeout_when_the_delegate_hangs() -> None:
-    delegate = BlockingProcessor()
-    processor = LifecycleSpanProcessor(delegate)
+def test_force_flush_honours_its_timeout_when_the_exporter_hangs() -> None:
+    """A hung exporter blocks the export worker, never the caller of force_flush."""
+    entered, release = threading.Event(), threading.Event()
+
+    class HangingExporter(InMemorySpanExporter):
+        def export(self, spans):  # type: ignore[no-untyped-def]
+            entered.set()
+            release.wait()
+            return super().export(spans)
+
+    processor = LifecycleSpanProcessor(HangingExporter())
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    provider.get_tracer("t").start_span("root").end()
     try:
         assert processor.force_flush(timeout_millis=50) is False
-        assert delegate.entered.is_set()
-        assert not delegate.release.is_set()
+        assert entered.is_set()
     finally:
-        delegate.release.set()
+        release.set()
 
 
 def test_shutdown_honours_its_budget_when_the_delegate_hangs() -> None:
@@ -305,7 +315,10 @@ def test_finalized_spans_reach_an_owned_batch_processor(exporter: InMemorySpanEx
     assert sorted(span.name for span in exporter.get_finished_spans()) == ["child", "root"]
 
 
-def test_overflow_of_the_owned_batch_queue_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overflow_drops_children_only_and_the_root_says_how_many(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full queue refuses the newest child (counted); the root still arrives, with the count."""
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "2")
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
     exporting = threading.Event()
@@ -322,15 +335,21 @@ def test_overflow_of_the_owned_batch_queue_is_counted(monkeypatch: pytest.Monkey
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("t")
+    root = tracer.start_span("root")
+    context = trace.set_span_in_context(root)
     for name in ("a", "b"):
-        tracer.start_span(name).end()
+        tracer.start_span(name, context=context).end()
     assert exporting.wait(10)
     for name in ("c", "d", "e"):
-        tracer.start_span(name).end()
+        tracer.start_span(name, context=context).end()
+    root.end()
     assert processor.stats().dropped_overflow == 1
     release.set()
+    assert processor.force_flush()
+    exported = {span.name: span for span in exporter.get_finished_spans()}
+    assert sorted(exported) == ["a", "b", "c", "d", "root"]
+    assert exported["root"].attributes == {"otel_lifecycle.dropped_descendants": 1}
     provider.shutdown()
-    assert sorted(span.name for span in exporter.get_finished_spans()) == ["a", "b", "d", "e"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,258 @@
+"""The export stage: ended spans batched to one exporter, with a lane that overflow cannot drop.
+
+Two queues feed one worker thread, the only caller of ``exporter.export()``:
+
+- the **priority lane**: local roots, spans the processor finalized, in-progress
+  markers. Bounded by ``priority_limit`` (generous); the processor's own
+  finalizations wait for room instead of being dropped.
+- the **normal lane**: every other span, bounded by ``max_queue_size``
+  (``OTEL_BSP_MAX_QUEUE_SIZE``); when it is full the *new* span is refused and the
+  caller counts the drop. What is already queued is never evicted.
+
+The worker drains the priority lane first, in batches of at most
+``max_export_batch_size``; it wakes every ``schedule_delay`` or as soon as a lane
+holds a full batch. The hot path takes no lock: a ``deque`` append and, once per
+batch, one byte on a socket pair (safe from a signal handler, unlike a
+``threading.Event``, whose lock the interrupted thread may hold). A flush or a
+shutdown waits on an event of its own, so the caller's deadline always holds,
+even when the exporter hangs.
+
+The ``OTEL_BSP_*`` variables are read through the SDK's ``BatchSpanProcessor``
+helpers, so they mean exactly what they mean there; like the SDK,
+``OTEL_BSP_EXPORT_TIMEOUT`` is accepted but cannot interrupt an ``export()`` call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import socket
+import threading
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Callable
+
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+_logger = logging.getLogger(__name__)
+
+
+def batch_settings(
+    max_queue_size: int | None,
+    schedule_delay_millis: float | None,
+    max_export_batch_size: int | None,
+) -> tuple[int, float, int]:
+    """The batching settings: each argument, else its ``OTEL_BSP_*`` variable, else the default.
+
+    Parsed and validated by the SDK's own ``BatchSpanProcessor`` helpers (a bad
+    variable logs the SDK's message and falls back to its default).
+    """
+    sdk: Any = BatchSpanProcessor  # its helpers are untyped
+    queue = sdk._default_max_queue_size() if max_queue_size is None else max_queue_size
+    delay = (
+        sdk._default_schedule_delay_millis()
+        if schedule_delay_millis is None
+        else schedule_delay_millis
+    )
+    batch = (
+        sdk._default_max_export_batch_size()
+        if max_export_batch_size is None
+        else max_export_batch_size
+    )
+    sdk._validate_arguments(queue, delay, batch)
+    return int(queue), float(delay), int(batch)
+
+
+class ExportStage:
+    """Batches ended spans to ``exporter`` from one worker thread; see the module docstring."""
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        *,
+        priority_limit: int,
+        max_queue_size: int | None = None,
+        schedule_delay_millis: float | None = None,
+        max_export_batch_size: int | None = None,
+    ) -> None:
+        self.exporter = exporter
+        self.max_queue_size, delay_millis, self._batch_size = batch_settings(
+            max_queue_size, schedule_delay_millis, max_export_batch_size
+        )
+        self._schedule_delay = delay_millis / 1000
+        self.priority_limit = priority_limit
+        self._exporter_shut_down = False
+        self._start()
+        reference = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _restart_in_child(reference))
+
+    def _start(self) -> None:
+        self.normal: deque[ReadableSpan] = deque()
+        self.priority: deque[ReadableSpan] = deque()
+        self._requests: deque[tuple[threading.Event, int]] = deque()
+        self._room_waiters: deque[threading.Event] = deque()
+        self._wake_pending = False
+        self.closed = False
+        self._stopping = False
+        reader, self._writer = socket.socketpair()
+        reader.setblocking(False)
+        self._writer.setblocking(False)
+        self._worker = threading.Thread(
+            target=_work,
+            args=(weakref.ref(self), reader, self._schedule_delay),
+            name="otel_lifecycle.export",
+            daemon=True,
+        )
+        self._worker.start()
+
+    def emit(self, span: ReadableSpan) -> bool:
+        """Hot path: queue an ordinary span; False (dropped) when the normal lane is full."""
+        queue = self.normal
+        if len(queue) >= self.max_queue_size or self.closed:
+            return False
+        queue.append(span)
+        if len(queue) >= self._batch_size and not self._wake_pending:
+            self.wake()
+        return True
+
+    def emit_priority(self, span: ReadableSpan) -> bool:
+        """Queue a root, finalized span or marker; False only past ``priority_limit`` or closed."""
+        queue = self.priority
+        if len(queue) >= self.priority_limit or self.closed:
+            return False
+        queue.append(span)
+        if len(queue) >= self._batch_size and not self._wake_pending:
+            self.wake()
+        return True
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Block a finalizer (never the application) until the priority lane has room."""
+        if len(self.priority) < self.priority_limit:
+            return True
+        room = threading.Event()
+        self._room_waiters.append(room)
+        self.wake()
+        return room.wait(max(timeout, 0.0)) or len(self.priority) < self.priority_limit
+
+    def wake(self) -> None:
+        """Wake the worker: one byte on the socket pair, no lock (signal-handler safe)."""
+        self._wake_pending = True
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._writer.send(b"\0")  # fails only when wake-ups fill the buffer, or once stopped
+
+    def flush(self, timeout: float) -> bool:
+        """Export everything queued now; False if that did not finish within ``timeout``."""
+        if self._stopping:
+            return False
+        done = threading.Event()
+        self._requests.append((done, len(self.priority) + len(self.normal)))
+        self.wake()
+        return done.wait(max(timeout, 0.0))
+
+    def shutdown(self, timeout: float) -> bool:
+        """Refuse new spans, export what is queued, then shut the exporter down, within ``timeout``.
+
+        If the worker does not finish in time (a hung exporter), the exporter is
+        shut down from here and whatever is still queued is left unexported.
+        """
+        self.closed = True
+        finished = self.flush(timeout) if not self._stopping else True
+        self._stopping = True
+        self.wake()
+        self._writer.close()
+        if not finished:
+            _logger.warning("otel_lifecycle: the exporter did not finish exporting in time")
+        self._shut_exporter_down()
+        return finished
+
+    def _shut_exporter_down(self) -> None:
+        if self._exporter_shut_down:
+            return
+        self._exporter_shut_down = True
+        try:
+            self.exporter.shutdown()
+        except Exception:  # a failing exporter must not break shutdown
+            _logger.exception("otel_lifecycle: exporter shutdown failed")
+
+    def _round(self, woken: bool) -> bool:
+        """One round of the worker after it wakes; False once the stage is stopping.
+
+        A timed-out round exports everything queued; a woken one exports every
+        full batch and whatever flush requests ask for. Each flush request is
+        answered as soon as the spans queued when it was made are exported.
+        """
+        self._wake_pending = False
+        if self._stopping:
+            return False
+        exported = 0
+        wanted = 0 if woken else len(self.priority) + len(self.normal)
+        pending: list[tuple[threading.Event, int]] = []
+        while True:
+            while self._requests:
+                done, count = self._requests.popleft()
+                pending.append((done, exported + count))
+                wanted = max(wanted, exported + count)
+            batch = self._next_batch(full_only=exported >= wanted)
+            for request in [request for request in pending if request[1] <= exported or not batch]:
+                request[0].set()
+                pending.remove(request)
+            if not batch:
+                return True
+            self._export_batch(batch)
+            exported += len(batch)
+            for _ in range(len(self._room_waiters)):
+                self._room_waiters.popleft().set()
+
+    def _next_batch(self, *, full_only: bool) -> list[ReadableSpan]:
+        size = self._batch_size
+        if full_only and len(self.priority) + len(self.normal) < size:
+            return []
+        batch: list[ReadableSpan] = []
+        for queue in (self.priority, self.normal):
+            while len(batch) < size and queue:
+                batch.append(queue.popleft())
+        return batch
+
+    def _export_batch(self, batch: Sequence[ReadableSpan]) -> None:
+        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            self.exporter.export(batch)
+        except Exception:  # the exporter's failure must not kill the worker
+            _logger.exception("otel_lifecycle: exception while exporting spans")
+        finally:
+            detach(token)
+
+    def _restart_after_fork(self) -> None:
+        """In a forked child: the parent's queued spans are the parent's; start a new worker."""
+        if not self.closed:
+            self._start()
+
+
+def _work(reference: Callable[[], ExportStage | None], reader: socket.socket, delay: float) -> None:
+    """The worker loop. It holds the stage only during a round, never while it waits,
+    so a stage nobody uses any more is collected (its socket closes and wakes the loop).
+    """
+    try:
+        while True:
+            woken = bool(select.select([reader], [], [], delay)[0])
+            if woken:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    while reader.recv(4096):
+                        pass
+            stage = reference()
+            if stage is None or not stage._round(woken):
+                return
+            del stage
+    finally:
+        reader.close()
+
+
+def _restart_in_child(reference: Callable[[], ExportStage | None]) -> None:
+    stage = reference()
+    if stage is not None:
+        stage._restart_after_fork()
