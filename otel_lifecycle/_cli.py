@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from otel_lifecycle._demo import run_demo
-from otel_lifecycle._doctor import run_doctor
+from otel_lifecycle._doctor import ENDPOINT_TIMEOUT, run_doctor
 from otel_lifecycle._recover import (
     RecoveryError,
     UnusableJournalError,
@@ -52,10 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--endpoint", help="send to this OTLP/gRPC collector instead of an embedded receiver"
     )
     demo.add_argument("--html", metavar="PATH", help="also write the comparison as an HTML page")
-    commands.add_parser(
+    doctor = commands.add_parser(
         "doctor",
-        help="show the effective configuration, where each value came from, invalid values, "
-        "and whether opentelemetry-instrument will load the processor",
+        help="show the effective configuration, where each value came from, and its problems",
+        description="Show the effective configuration, where each value came from, the crash "
+        "journal path, the exporter, protocol and endpoint selected, and whether "
+        "opentelemetry-instrument will load the processor. Exits 1 if a problem was found.",
+    )
+    doctor.add_argument(
+        "--check-endpoint",
+        action="store_true",
+        help=f"also try a TCP connection to the OTLP endpoint ({ENDPOINT_TIMEOUT:g} s timeout); "
+        "not reachable counts as a problem",
     )
     codes = "\n".join(f"  {code}  {meaning}" for code, meaning in RECOVER_EXIT_CODES.items())
     recover_parser = commands.add_parser(
@@ -106,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return run_demo(endpoint=args.endpoint, html=args.html)
     if args.command == "doctor":
-        return run_doctor(os.environ)
+        return run_doctor(os.environ, check_endpoint=args.check_endpoint)
     if args.command == "recover":
         return run_recover(args.journal)
     raise AssertionError(args.command)
