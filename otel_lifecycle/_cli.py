@@ -12,6 +12,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
+from otel_lifecycle import __version__
 from otel_lifecycle._demo import run_demo
 from otel_lifecycle._doctor import ENDPOINT_TIMEOUT, run_doctor
 from otel_lifecycle._recover import (
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="otel-lifecycle",
         description="Finalize OpenTelemetry spans left open, exactly once, with a reason.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
         "demo", help="show what a backend receives with the plain SDK and with otel_lifecycle"

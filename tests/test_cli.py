@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import otel_lifecycle
 from otel_lifecycle._cli import build_parser, main
 from otel_lifecycle._doctor import instrument_verdict, run_doctor
 from otel_lifecycle._settings import VARIABLES, load_settings
@@ -240,6 +242,13 @@ def test_doctor_check_endpoint_connects_to_the_selected_endpoint() -> None:
     assert closed.stdout.endswith("\n1 problem(s) found\n")
     assert unchecked.returncode == 0
     assert "\nendpoint " not in unchecked.stdout
+
+
+def test_version_comes_from_one_place() -> None:
+    result = run_console_script("--version", env={})
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"otel-lifecycle {otel_lifecycle.__version__}\n"
+    assert importlib.metadata.version("otel-lifecycle") == otel_lifecycle.__version__
 
 
 @pytest.mark.parametrize("argv", [["--help"], *([command, "--help"] for command in COMMANDS)])
