@@ -80,11 +80,11 @@ class ClaimedRoot:
 
 
 class JournalFileError(OSError):
-    """The path cannot be used as a journal; whatever is there was left untouched.
+    """The path cannot be used as a journal; the message says why, without the path.
 
-    The message says why, without the path: it does not exist (when not
-    creating), it is a directory or some other file, or a damaged journal of ours
-    was moved aside.
+    Nothing is there (when not creating); something that is not a journal of
+    ours is there (a directory, any other file: left untouched); or a damaged
+    journal of ours was moved aside.
     """
 
 
