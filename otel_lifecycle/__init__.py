@@ -28,12 +28,15 @@ from otel_lifecycle._span import TracedSpan, fail, set_output, span
 from otel_lifecycle._stats import LifecycleStats
 from otel_lifecycle._traced import traced
 
+__version__ = "0.1.0.dev0"
+
 __all__ = [
     "LifecycleConfigurator",
     "LifecycleSpanProcessor",
     "LifecycleStats",
     "RecoveryError",
     "TracedSpan",
+    "__version__",
     "configure",
     "conversation",
     "fail",

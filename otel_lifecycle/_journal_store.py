@@ -14,22 +14,39 @@ restarted container often gets the pid of the process it replaces).
 ``claim_crashed`` takes the write lock first (``BEGIN IMMEDIATE``), so of
 several concurrent recoverers exactly one gets each root; it deletes them in
 the same transaction once they are exported.
+
+The file is marked as ours: ``PRAGMA application_id`` is ``APPLICATION_ID``, set
+when the file is created (in a temporary file, linked into place only once it is
+complete, so no other process ever sees a half-made journal). An existing path
+that is not a journal of ours (a directory, an empty file, any other file, a
+SQLite database without the mark) is refused and never opened for writing,
+moved or changed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from urllib.parse import quote
 
 _logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+
+APPLICATION_ID = 0x4F544C43
+"""``PRAGMA application_id`` of our journals: "OTLC" in ASCII."""
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_HEADER_SIZE = 100
+_APPLICATION_ID_OFFSET = 68
 
 LIVE_OWNERS: set[str] = set()
 """Owners (journals) open in this process."""
@@ -62,45 +79,137 @@ class ClaimedRoot:
     heartbeat_ns: int
 
 
-def open_journal(path: str) -> sqlite3.Connection:
-    """Open (creating if needed) the journal at ``path``.
+class JournalFileError(OSError):
+    """The path cannot be used as a journal; the message says why, without the path.
 
-    A file that is not a valid journal (not SQLite, or damaged) is moved aside to
-    ``<path>.corrupt-<timestamp>-<pid>`` with one warning, and a fresh journal is
-    created. Raises ``sqlite3.Error`` or ``OSError`` if the file cannot be opened
-    at all (locked, no permission) or if even that fails.
+    Nothing is there (when not creating); something that is not a journal of
+    ours is there (a directory, any other file: left untouched); or a damaged
+    journal of ours was moved aside.
     """
+
+
+def _foreign(what: str) -> JournalFileError:
+    return JournalFileError(f"{what}, not an otel_lifecycle journal; left untouched")
+
+
+def is_journal(path: str) -> bool:
+    """True if ``path`` is a journal of ours, False if nothing is there.
+
+    Only reads the file's first bytes (never through SQLite, never writing).
+    Raises ``JournalFileError`` when something else is at ``path``, and
+    ``OSError`` when it cannot be examined (e.g. no permission).
+    """
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(status.st_mode):
+        raise _foreign("it is a directory")
+    if not stat.S_ISREG(status.st_mode):
+        raise _foreign("it is not a regular file")
+    with open(path, "rb") as file:
+        header = file.read(_HEADER_SIZE)
+    if not header:
+        raise _foreign("it is an empty file")
+    if len(header) < _HEADER_SIZE or not header.startswith(_SQLITE_MAGIC):
+        raise _foreign("it is not a SQLite database")
+    offset = _APPLICATION_ID_OFFSET
+    if int.from_bytes(header[offset : offset + 4], "big") != APPLICATION_ID:
+        raise _foreign("it is a SQLite database of another application")
+    return True
+
+
+def journal_problem(path: str) -> str | None:
+    """Why ``path`` could not be used as a journal, or None; creates and changes nothing."""
+    try:
+        if is_journal(path):
+            writable = os.access(path, os.W_OK)
+            return None if writable else "the journal is not writable"
+    except OSError as error:
+        return str(error)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"its directory {directory} does not exist"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"its directory {directory} is not writable"
+    return None
+
+
+def open_journal(path: str, *, create: bool = True) -> sqlite3.Connection:
+    """Open the journal at ``path``, creating it if it does not exist and ``create`` is true.
+
+    Raises ``JournalFileError``, leaving the path as it is, if something other
+    than a journal of ours is there, or if nothing is there and ``create`` is
+    false. A journal of ours that SQLite finds damaged is moved aside to
+    ``<path>.corrupt-<timestamp>-<pid>``: with ``create``, one warning is logged
+    and a fresh journal is started; without, ``JournalFileError`` says where it
+    went. Raises ``sqlite3.Error`` or ``OSError`` if the file cannot be opened at
+    all (locked, no permission).
+    """
+    if not is_journal(path):
+        if not create:
+            raise JournalFileError("it does not exist")
+        _create(path)
     try:
         return _open(path)
     except sqlite3.OperationalError:
         raise
     except sqlite3.DatabaseError as error:
+        if not is_journal(path):
+            raise
         aside = f"{path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        os.replace(path, aside)
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.replace(path + suffix, aside + suffix)
+        if not create:
+            raise JournalFileError(f"it was damaged ({error}); moved it to {aside}") from error
         _logger.warning(
-            "otel_lifecycle: the crash journal %s is unreadable (%s); moved it to %s "
+            "otel_lifecycle: the crash journal %s is damaged (%s); moved it to %s "
             "and started a new one",
             path,
             error,
             aside,
         )
-        os.replace(path, aside)
-        for suffix in ("-wal", "-shm"):
-            if os.path.exists(path + suffix):
-                os.replace(path + suffix, aside + suffix)
+        _create(path)
         return _open(path)
 
 
-def _open(path: str) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+def _create(path: str) -> None:
+    """Create a marked, empty journal at ``path`` unless another process just did."""
+    temporary = f"{path}.{secrets.token_hex(4)}.new"
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
     try:
+        connection = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.executescript(_SCHEMA)
+        finally:
+            connection.close()
+        with suppress(FileExistsError):  # another process created it first: use theirs
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+
+
+def _open(path: str) -> sqlite3.Connection:
+    """Connect to the existing journal ``path`` (never creating it) and check it."""
+    uri = f"file:{quote(os.path.abspath(path))}?mode=rw"
+    connection = sqlite3.connect(
+        uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+    )
+    try:
+        (application_id,) = connection.execute("PRAGMA application_id").fetchone()
+        if application_id != APPLICATION_ID:
+            raise _foreign("it is a SQLite database of another application")
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")
-        connection.executescript(_SCHEMA)
         problems = connection.execute("PRAGMA quick_check").fetchall()
         if problems != [("ok",)]:
             raise sqlite3.DatabaseError(f"quick_check: {problems[:3]}")
-    except sqlite3.Error:
+    except (sqlite3.Error, JournalFileError):
         connection.close()
         raise
     return connection

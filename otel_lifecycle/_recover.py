@@ -7,6 +7,7 @@ recovery in the background at start (see ``_journal``).
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 
 from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
@@ -20,7 +21,14 @@ from otel_lifecycle._settings import check_path, check_seconds
 
 
 class RecoveryError(RuntimeError):
-    """The recovered roots could not be exported; they are still in the journal."""
+    """Nothing was recovered: the journal cannot be used, or the export failed.
+
+    After a failed export the roots are still in the journal.
+    """
+
+
+class UnusableJournalError(RecoveryError):
+    """The journal is missing, not a journal of ours, damaged, or cannot be read."""
 
 
 def recover(
@@ -36,14 +44,20 @@ def recover(
     as a finished span with status ERROR and ``error.type="process_crash"``,
     ending at its owner's last heartbeat, then removed from the journal. Several
     concurrent recoverers never export the same root. If the export fails the
-    roots stay in the journal and ``RecoveryError`` is raised. A corrupt journal
-    is moved aside (one warning) and nothing is recovered from it.
+    roots stay in the journal and ``RecoveryError`` is raised.
+
+    ``RecoveryError`` is also raised when ``journal`` does not exist (it is not
+    created), is not a journal of ours (left untouched), is damaged (it is moved
+    aside and nothing is recovered from it), or cannot be read.
     """
     path = check_path("journal", journal)
     if not isinstance(exporter, SpanExporter):
         raise TypeError(f"exporter must be a SpanExporter, got {type(exporter).__name__}")
     stale_after_ns = int(check_seconds("stale_after", stale_after, allow_zero=False) * 1e9)
-    connection = open_journal(path)
+    try:
+        connection = open_journal(path, create=False)
+    except (sqlite3.Error, OSError) as error:
+        raise UnusableJournalError(f"cannot use the crash journal {path}: {error}") from error
     try:
         with claim_crashed(connection, None, time.time_ns(), stale_after_ns) as claimed:
             if claimed:
@@ -53,6 +67,8 @@ def recover(
                         f"could not export {len(claimed)} recovered root span(s); "
                         f"they stay in {path}"
                     )
+    except sqlite3.Error as error:
+        raise UnusableJournalError(f"cannot read the crash journal {path}: {error}") from error
     finally:
         connection.close()
     return len(claimed)

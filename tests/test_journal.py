@@ -1,4 +1,4 @@
-"""The crash journal in-process: batching, pairing, heartbeat, claims, corrupt files, settings."""
+"""The crash journal in-process: batching, pairing, heartbeat, claims, foreign and damaged files."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, Span, TracerProvider
@@ -16,7 +17,7 @@ from opentelemetry.trace import StatusCode
 
 from otel_lifecycle import LifecycleSpanProcessor, RecoveryError, recover
 from otel_lifecycle._journal import Journal
-from otel_lifecycle._journal_store import LIVE_OWNERS
+from otel_lifecycle._journal_store import APPLICATION_ID, LIVE_OWNERS, is_journal
 
 HOUR = 3600.0
 
@@ -172,30 +173,116 @@ def test_processor_recovers_in_the_background_through_its_delegate(
     assert rows(path, "SELECT count(*) FROM roots") == [(0,)]
 
 
-def test_corrupt_journal_is_moved_aside_and_tracing_goes_on(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    path = tmp_path / "j.db"
-    path.write_bytes(b"this is not a database" * 100)
-    exporter = InMemorySpanExporter()
+def traced_with_journal(
+    journal: Path, exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> tuple[bool, list[str]]:
+    """Trace one root with ``journal``; return force_flush()'s result and the warnings logged."""
+    caplog.clear()
     processor = LifecycleSpanProcessor(
-        SimpleSpanProcessor(exporter), journal=str(path), on_flush="none"
+        SimpleSpanProcessor(exporter), journal=str(journal), on_flush="none"
     )
     tracer_provider = TracerProvider(shutdown_on_exit=False)
     tracer_provider.add_span_processor(processor)
     with caplog.at_level(logging.WARNING, logger="otel_lifecycle"):
         root = tracer_provider.get_tracer("unit").start_span("root")
-        assert processor.force_flush()
-    (aside,) = tmp_path.glob("j.db.corrupt-*")
-    assert aside.read_bytes() == b"this is not a database" * 100
-    assert len(rows(path, "SELECT * FROM roots")) == 1
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "is unreadable" in warnings[0]
-    assert "moved it to" in warnings[0]
-    root.end()
-    tracer_provider.shutdown()
+        flushed = processor.force_flush()
+        root.end()
+        tracer_provider.shutdown()
+    return flushed, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def state_of(path: Path) -> tuple[object, ...]:
+    """What is at ``path``: contents (a directory's names), mode, size and mtime."""
+    status = path.stat()
+    contents = sorted(p.name for p in path.iterdir()) if path.is_dir() else path.read_bytes()
+    return contents, status.st_mode, status.st_size, status.st_mtime_ns
+
+
+def foreign_sqlite(path: Path) -> None:
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE notes (text TEXT)")
+    connection.execute("INSERT INTO notes VALUES ('keep me')")
+    connection.commit()
+    connection.close()
+
+
+FOREIGN: dict[str, tuple[str, Callable[[Path], object]]] = {
+    "text": (
+        "it is not a SQLite database",
+        lambda path: path.write_text("service: checkout\nreplicas: 3\n" * 50),
+    ),
+    "sqlite": ("it is a SQLite database of another application", foreign_sqlite),
+    "directory": (
+        "it is a directory",
+        lambda path: (path.mkdir(), (path / "inside.txt").write_text("x")),
+    ),
+    "empty": ("it is an empty file", lambda path: path.touch()),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FOREIGN))
+def test_a_foreign_path_is_left_untouched_and_journaling_is_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    reason, make = FOREIGN[kind]
+    path = tmp_path / "config.yaml"
+    make(path)
+    before = state_of(path)
+    exporter = InMemorySpanExporter()
+
+    flushed, warnings = traced_with_journal(path, exporter, caplog)
+
+    assert not flushed
+    assert warnings == [
+        f"otel_lifecycle: cannot open the crash journal {path}: {reason}, not an "
+        "otel_lifecycle journal; left untouched; journaling is off for this process"
+    ]
+    assert state_of(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
     assert [span.name for span in exporter.get_finished_spans()] == ["root"]
+    with pytest.raises(RecoveryError, match=f"cannot use the crash journal .*: {reason}"):
+        recover(path, InMemorySpanExporter())
+    assert state_of(path) == before
+
+
+def test_a_new_journal_is_marked_as_ours_and_made_in_one_step(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "j.db"
+    flushed, warnings = traced_with_journal(path, InMemorySpanExporter(), caplog)
+    assert (flushed, warnings) == (True, [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.db"]
+    assert rows(path, "PRAGMA application_id") == [(APPLICATION_ID,)]
+    assert is_journal(str(path))
+
+
+def test_a_damaged_journal_of_ours_is_moved_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "j.db"
+    assert traced_with_journal(path, InMemorySpanExporter(), caplog) == (True, [])
+    page_size = rows(path, "PRAGMA page_size")[0][0]
+    assert isinstance(page_size, int)
+    damaged = path.read_bytes()[:page_size] + b"\xa5" * (path.stat().st_size - page_size)
+    path.write_bytes(damaged)
+    exporter = InMemorySpanExporter()
+
+    flushed, warnings = traced_with_journal(path, exporter, caplog)
+
+    assert flushed
+    (aside,) = tmp_path.glob("j.db.corrupt-*")
+    assert aside.read_bytes() == damaged
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"otel_lifecycle: the crash journal {path} is damaged (")
+    assert warnings[0].endswith(f"moved it to {aside} and started a new one")
+    assert rows(path, "PRAGMA application_id") == [(APPLICATION_ID,)]
+    assert [span.name for span in exporter.get_finished_spans()] == ["root"]
+
+
+def test_recover_creates_no_missing_journal(tmp_path: Path) -> None:
+    with pytest.raises(RecoveryError, match=r"cannot use the crash journal .*: it does not exist"):
+        recover(tmp_path / "missing.db", InMemorySpanExporter())
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unopenable_journal_turns_journaling_off(

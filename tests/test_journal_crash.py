@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
 
 APP = Path(__file__).parent / "apps" / "journal_app.py"
+CLI = Path(sys.executable).with_name("otel-lifecycle")
 ROOT = Path(__file__).parent.parent
 TIMEOUT = 30
 CRASHED = {"agent.run", "job.handle"}
@@ -67,8 +69,9 @@ def crash_app(journal: Path, receiver: OtlpReceiver) -> int:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``otel-lifecycle recover ARGS`` through the installed console script."""
     return subprocess.run(
-        [sys.executable, "-m", "otel_lifecycle", "recover", *args],
+        [str(CLI), "recover", *args],
         check=False,
         env=env,
         capture_output=True,
@@ -145,7 +148,7 @@ def test_sigkill_then_cli_recovers_over_http(tmp_path: Path, receiver: OtlpRecei
     first = run_cli(env=env)
     assert (first.returncode, first.stdout) == (0, f"recovered 2 root span(s) from {journal}\n")
     again = run_cli("--journal", str(journal), env=env)
-    assert (again.returncode, again.stdout) == (0, f"recovered 0 root span(s) from {journal}\n")
+    assert (again.returncode, again.stdout) == (1, f"nothing to recover in {journal}\n")
 
     assert_recovered(receiver.spans(), heartbeat_ns, "http")
     assert journal_is_empty(journal)
@@ -205,7 +208,84 @@ def test_a_forked_child_journals_its_own_roots_as_a_new_owner(
     assert journal_is_empty(journal)
 
 
-def test_cli_without_a_journal_fails_clearly() -> None:
-    result = run_cli()
-    assert result.returncode == 2
-    assert "pass --journal PATH or set OTEL_LIFECYCLE_JOURNAL" in result.stderr
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (it was bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_cli_export_failure_exits_3_and_keeps_the_roots(
+    tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    journal = tmp_path / "journal.db"
+    crash_app(journal, receiver)
+    env = dict(
+        os.environ,
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{closed_port()}",
+        OTEL_EXPORTER_OTLP_TIMEOUT="1",
+    )
+
+    result = run_cli("--journal", str(journal), env=env)
+
+    assert (result.returncode, result.stdout) == (3, "")
+    assert result.stderr.endswith(
+        "otel-lifecycle recover: could not export 2 recovered root span(s); "
+        f"they stay in {journal}\n"
+    )
+    with sqlite3.connect(journal) as connection:
+        assert connection.execute("SELECT count(*) FROM roots").fetchone() == (2,)
+
+
+def test_cli_refuses_a_missing_or_foreign_journal_with_exit_4(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.db"
+    result = run_cli("--journal", str(missing))
+    assert (result.returncode, result.stdout) == (4, "")
+    assert result.stderr == (
+        f"otel-lifecycle recover: cannot use the crash journal {missing}: it does not exist\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+    foreign = tmp_path / "config.yaml"
+    foreign.write_text("replicas: 3\n")
+    before = foreign.stat().st_mtime_ns
+    result = run_cli(env=dict(os.environ, OTEL_LIFECYCLE_JOURNAL=str(foreign)))
+    assert (result.returncode, result.stdout) == (4, "")
+    assert result.stderr == (
+        f"otel-lifecycle recover: cannot use the crash journal {foreign}: it is not a SQLite "
+        "database, not an otel_lifecycle journal; left untouched\n"
+    )
+    assert (foreign.read_text(), foreign.stat().st_mtime_ns) == ("replicas: 3\n", before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            (),
+            "otel-lifecycle recover: no journal: pass --journal PATH or set OTEL_LIFECYCLE_JOURNAL",
+        ),
+        (("--jornal", "j.db"), "unrecognized arguments: --jornal j.db"),
+    ],
+)
+def test_cli_bad_usage_exits_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    result = subprocess.run(
+        [str(CLI), "recover", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=tmp_path,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_help_lists_the_exit_codes() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    epilog = result.stdout.split("exit status:\n")[1]
+    assert [line.split()[0] for line in epilog.splitlines()] == ["0", "1", "2", "3", "4"]
