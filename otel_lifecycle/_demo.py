@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
+from urllib.parse import urlsplit
 
 from otel_lifecycle._demo_app import SCENARIOS, SETTINGS, service_name
 from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
@@ -28,6 +29,28 @@ MODES = (
 _CHILD_TIMEOUT = 20.0
 _READY = "ready"
 _TRACE_LINE = "trace"
+
+
+def endpoint_problem(endpoint: str) -> str | None:
+    """Why ``endpoint`` is not an OTLP/gRPC collector URL ``http(s)://HOST:PORT``; None if it is."""
+    parsed = urlsplit(endpoint)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if (
+        parsed.scheme in ("http", "https")
+        and parsed.hostname
+        and port
+        and parsed.path in ("", "/")
+        and not parsed.query
+        and not parsed.fragment
+    ):
+        return None
+    return (
+        f"--endpoint must be an OTLP/gRPC collector URL http://HOST:PORT or https://HOST:PORT"
+        f" (e.g. http://localhost:4317), got {endpoint!r}"
+    )
 
 
 @dataclass(frozen=True)
@@ -145,13 +168,25 @@ def collect(receiver: OtlpReceiver) -> list[RunResult]:
     return results
 
 
+def _print_error(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def run_demo(
     *,
     endpoint: str | None = None,
     html: str | None = None,
     print_line: Callable[[str], None] = print,
+    print_error: Callable[[str], None] = _print_error,
 ) -> int:
-    """Run the demo and print what the backend received; return the exit status."""
+    """Run the demo and print what the backend received; return the exit status.
+
+    2, and nothing run, if ``endpoint`` is not a collector URL.
+    """
+    problem = None if endpoint is None else endpoint_problem(endpoint)
+    if problem is not None:
+        print_error(f"otel-lifecycle demo: {problem}")
+        return 2
     print_line(f"Scenarios per run: {', '.join(SCENARIOS)}; each run ends with SIGTERM.")
     print_line(f"Settings: {SETTINGS}.")
     if endpoint is not None:

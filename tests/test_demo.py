@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,10 +14,13 @@ from otel_lifecycle._demo import (
     OrphanGroup,
     RunResult,
     collect,
+    endpoint_problem,
     run_demo,
 )
 from otel_lifecycle._demo_app import SCENARIOS, SETTINGS
 from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
+
+OTEL_LIFECYCLE = Path(sys.executable).parent / "otel-lifecycle"
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +136,49 @@ def test_endpoint_sends_both_runs_and_names_what_to_look_for() -> None:
             roots[mode].append(scenario)
     assert sorted(roots["lifecycle"]) == sorted(SCENARIOS)
     assert sorted(roots["plain"]) == ["max-iterations", "success"]
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "notaurl",
+        "localhost:4317",
+        "grpc://localhost:4317",
+        "http://localhost",
+        "http://:4317",
+        "http://localhost:99999",
+        "http://localhost:4317/v1/traces",
+    ],
+)
+def test_a_bad_endpoint_is_one_line_and_runs_nothing(
+    capsys: pytest.CaptureFixture[str], endpoint: str
+) -> None:
+    assert main(["demo", "--endpoint", endpoint]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "otel-lifecycle demo: --endpoint must be an OTLP/gRPC collector URL http://HOST:PORT"
+        f" or https://HOST:PORT (e.g. http://localhost:4317), got {endpoint!r}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://localhost:4317", "https://collector.example:443/", "http://[::1]:4317"]
+)
+def test_collector_urls_are_accepted(endpoint: str) -> None:
+    assert endpoint_problem(endpoint) is None
+
+
+def test_the_command_rejects_a_bad_endpoint_at_once() -> None:
+    completed = subprocess.run(
+        [str(OTEL_LIFECYCLE), "demo", "--endpoint", "notaurl"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (completed.returncode, completed.stdout) == (2, "")
+    assert completed.stderr.splitlines() == [
+        "otel-lifecycle demo: --endpoint must be an OTLP/gRPC collector URL http://HOST:PORT"
+        " or https://HOST:PORT (e.g. http://localhost:4317), got 'notaurl'"
+    ]
