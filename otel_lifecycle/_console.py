@@ -30,7 +30,7 @@ NOT_IN_BATCH = "(parent not in this batch)"
 
 @dataclass(frozen=True)
 class _SpanView:
-    """The parts of a ``ReadableSpan`` a tree line shows, in the demo's terms."""
+    """The parts of a ``ReadableSpan`` a tree line shows (a ``_tree.TreeSpan``)."""
 
     trace_id: str
     span_id: str
@@ -82,5 +82,5 @@ class ConsoleTreeSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered here."""
+        """Nothing is buffered here (the base class returns None)."""
         return True
