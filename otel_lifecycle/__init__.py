@@ -12,6 +12,7 @@ The public API is re-exported here; the work is in private modules, one concept 
   ``_instrument`` (``opentelemetry-instrument``), ``_entry_points``;
 - the root lifecycle API: ``_traced`` (decorator), ``_span`` (context manager,
   ``fail``, ``set_output``), ``_run`` (shared start/finish), ``_sanitize``;
+- ``_console``: a compact tree exporter for development;
 - the command line: ``_cli``, ``_doctor``, ``_demo`` and ``_demo_app``, ``_report``
   and ``_tree`` (rendering), ``_receiver`` (an embedded OTLP receiver);
 - ``_semconv``: the attribute names written and read.
@@ -20,6 +21,7 @@ The public API is re-exported here; the work is in private modules, one concept 
 from __future__ import annotations
 
 from otel_lifecycle._configure import configure
+from otel_lifecycle._console import ConsoleTreeSpanExporter
 from otel_lifecycle._conversation import conversation
 from otel_lifecycle._instrument import LifecycleConfigurator
 from otel_lifecycle._processor import LifecycleSpanProcessor
@@ -31,6 +33,7 @@ from otel_lifecycle._traced import traced
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ConsoleTreeSpanExporter",
     "LifecycleConfigurator",
     "LifecycleSpanProcessor",
     "LifecycleStats",

@@ -60,8 +60,8 @@ def trace_exporters(environ: Mapping[str, str] | None = None) -> list[SpanExport
         exporter_class = next(iter(found)).load() if found else None
         if not (isinstance(exporter_class, type) and issubclass(exporter_class, SpanExporter)):
             _logger.warning(
-                "otel_lifecycle: unknown exporter %r in %s: expected otlp, console, none "
-                "or an installed %s entry point; skipped",
+                "otel_lifecycle: unknown exporter %r in %s: expected otlp, console, "
+                "lifecycle_console, none or an installed %s entry point; skipped",
                 name,
                 OTEL_TRACES_EXPORTER,
                 _EXPORTER_GROUP,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from otel_lifecycle._demo_app import SCENARIOS
+from otel_lifecycle._demo_app import SCENARIOS, SETTINGS
 from otel_lifecycle._receiver import ReceivedSpan
 from otel_lifecycle._tree import Forest, describe
 
@@ -28,6 +28,7 @@ li { margin: 0.15rem 0; font-family: ui-monospace, monospace; font-size: 0.9rem;
 .ERROR { color: #b00020; } .OK { color: #1b7f3b; } .UNSET { color: #555; }
 .orphan { background: #fff3cd; }
 .summary { font-weight: bold; margin-bottom: 1rem; }
+code { font-family: ui-monospace, monospace; }
 """
 
 
@@ -46,6 +47,25 @@ def _tree_html(spans: Sequence[ReceivedSpan]) -> str:
     return items(None)
 
 
+def _orphans_html(result: RunResult) -> str:
+    """The run's orphans grouped by trace, with the conversation id if any span carries it."""
+    groups = result.orphan_groups()
+    if not groups:
+        return ""
+    items = "".join(
+        f"<li>trace <code>{group.trace_id}</code>"
+        f" ({html.escape(group.scenario or 'unknown scenario')}):"
+        f" conversation id {html.escape(group.conversation_id or 'not received')};"
+        f" {html.escape(', '.join(group.names))}</li>"
+        for group in groups
+    )
+    return (
+        f"<h2>{html.escape(result.title)}: spans whose parent never arrived, by trace</h2>"
+        "<p>The scenario is what the app reported; the backend cannot tell it.</p>"
+        f"<ul>{items}</ul>"
+    )
+
+
 def write_html(path: str, results: Sequence[RunResult]) -> None:
     """Write the runs side by side to ``path``."""
     columns = "".join(
@@ -59,6 +79,8 @@ def write_html(path: str, results: Sequence[RunResult]) -> None:
         "<title>otel_lifecycle demo</title>"
         f"<style>{_STYLE}</style></head><body><h1>What the backend received</h1>"
         f"<p>{html.escape(_INTRO)}</p>"
-        f'<div class="runs">{columns}</div></body></html>'
+        f"<p>Settings: {html.escape(SETTINGS)}.</p>"
+        f'<div class="runs">{columns}</div>'
+        f"{''.join(_orphans_html(result) for result in results)}</body></html>"
     )
     Path(path).write_text(page, encoding="utf-8")

@@ -4,7 +4,9 @@ Precedence is explicit argument > environment variable > default. A bad explicit
 argument raises ``ValueError``/``TypeError`` naming the parameter (a programming
 error); a bad environment value logs one warning naming the variable and the
 accepted values, and the default is used (an exception while
-``opentelemetry-instrument`` loads would kill the host application).
+``opentelemetry-instrument`` loads would kill the host application). The settings
+are read by every processor and at the first traced call, so each variable is
+warned about once per process, however often it is read.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Literal, TypeVar, cast
@@ -39,6 +42,24 @@ DEFAULT_CONVERSATION_ID_KEYS: tuple[str, ...] = (
 )
 DEFAULT_MAX_TRACKED_SPANS = 100_000
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+
+_warned: set[str] = set()
+"""Variables whose invalid value was already logged in this process."""
+_warned_lock = threading.Lock()
+
+
+def _first_warning(name: str) -> bool:
+    """True the first time in this process that ``name`` is reported invalid."""
+    with _warned_lock:
+        first = name not in _warned
+        _warned.add(name)
+    return first
+
+
+def reset_warnings() -> None:
+    """Forget which variables were warned about, so the next bad value warns again (tests)."""
+    with _warned_lock:
+        _warned.clear()
 
 
 def _parse_bool(text: str) -> bool:
@@ -258,7 +279,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every variable from ``environ`` (default ``os.environ``).
 
     An empty or blank value counts as unset, as the OpenTelemetry specification
-    asks. Each invalid value logs one warning and falls back to the default.
+    asks. Each invalid value falls back to the default and is listed in
+    ``problems``; it logs a warning only the first time its variable is found
+    invalid in this process.
     """
     env = os.environ if environ is None else environ
     values: dict[str, object] = {}
@@ -278,7 +301,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 f"using the default {display(variable.default)}"
             )
             problems.append(problem)
-            _logger.warning("otel_lifecycle: %s", problem)
+            if _first_warning(variable.name):
+                _logger.warning("otel_lifecycle: %s", problem)
         else:
             sources[variable.setting] = "environment"
     return Settings(**values, sources=sources, problems=tuple(problems))  # type: ignore[arg-type]

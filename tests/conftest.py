@@ -15,6 +15,7 @@ from opentelemetry.util._once import Once
 
 from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._run import environment_capture
+from otel_lifecycle._settings import reset_warnings
 
 
 @pytest.fixture(autouse=True)
@@ -84,3 +85,9 @@ def _fresh_capture_settings() -> Iterator[None]:
     environment_capture.cache_clear()
     yield
     environment_capture.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_setting_warnings() -> None:
+    """An invalid variable is warned about once per process: let each test see its warning."""
+    reset_warnings()

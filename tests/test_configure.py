@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 import otel_lifecycle
 from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._configure import trace_exporters
+from otel_lifecycle._console import ConsoleTreeSpanExporter
 from otel_lifecycle._instrument import lifecycle_processors
 from otel_lifecycle._receiver import OtlpReceiver
 
@@ -154,6 +155,7 @@ def test_bad_overrides_raise_and_install_nothing(
         ({"OTEL_TRACES_EXPORTER": "otlp_proto_http"}, [HttpExporter]),
         ({"OTEL_TRACES_EXPORTER": "console"}, [ConsoleSpanExporter]),
         ({"OTEL_TRACES_EXPORTER": "console, otlp,console"}, [ConsoleSpanExporter, GrpcExporter]),
+        ({"OTEL_TRACES_EXPORTER": "lifecycle_console"}, [ConsoleTreeSpanExporter]),
         ({"OTEL_TRACES_EXPORTER": "none"}, []),
         ({"OTEL_TRACES_EXPORTER": "None"}, []),
     ],
@@ -168,7 +170,9 @@ def test_exporter_selection(variables: dict[str, str], expected: list[type]) -> 
         (
             {"OTEL_TRACES_EXPORTER": "zipkin_nope,console"},
             [ConsoleSpanExporter],
-            "unknown exporter 'zipkin_nope' in OTEL_TRACES_EXPORTER",
+            "otel_lifecycle: unknown exporter 'zipkin_nope' in OTEL_TRACES_EXPORTER: expected"
+            " otlp, console, lifecycle_console, none or an installed"
+            " opentelemetry_traces_exporter entry point; skipped",
         ),
         (
             {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
+import otel_lifecycle
 from otel_lifecycle._settings import VARIABLES, Variable, load_settings
+from tests.conftest import Harness
 
 BY_NAME = {variable.name: variable for variable in VARIABLES}
 
@@ -106,3 +109,27 @@ def test_invalid_values_warn_once_and_use_the_default(
     assert name in message
     assert variable.accepted in message
     assert settings.problems == (message.removeprefix("otel_lifecycle: "),)
+
+
+def test_an_invalid_variable_is_warned_once_per_process(
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    make_harness: Callable[..., Harness],
+) -> None:
+    monkeypatch.setenv("OTEL_LIFECYCLE_CAPTURE", "maybe")
+    with caplog.at_level(logging.WARNING, logger="otel_lifecycle"):
+        first = make_harness()
+        make_harness()
+
+        @otel_lifecycle.traced(tracer_provider=first.provider)
+        def answer() -> int:
+            return 42
+
+        assert answer() == 42
+        again = load_settings()
+    [record] = caplog.records
+    assert record.getMessage() == (
+        "otel_lifecycle: invalid value 'maybe' for OTEL_LIFECYCLE_CAPTURE: expected true or"
+        " false; using the default true"
+    )
+    assert again.problems == (record.getMessage().removeprefix("otel_lifecycle: "),)
