@@ -1,8 +1,10 @@
-"""Cost of LifecycleSpanProcessor per span, as a ratio against the plain SDK.
+"""Cost of LifecycleSpanProcessor per span, as a ratio against a bare BatchSpanProcessor.
 
-Both sides export through the SDK's BatchSpanProcessor to a no-op exporter, so
-the difference is the lifecycle processor's tracking and conversation-id
-resolution, measured in the same run with 1 and 2 threads.
+The baseline exports through the SDK's ``BatchSpanProcessor``; the lifecycle
+side through its own export stage, both to a no-op exporter, so the difference
+is everything the processor does per span: tracking, conversation-id
+resolution and queueing. Traces of a root and 9 children (and of a root and 3),
+3 attributes each, with 1 and 2 threads.
 Run: ``python -m benchmarks.bench_processor``.
 """
 
@@ -19,21 +21,24 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from benchmarks._common import NullExporter, measure
 from otel_lifecycle import LifecycleSpanProcessor
 
+ATTRIBUTES = {"http.method": "GET", "http.route": "/items", "retries": 0}
 
-def workload(processor: SpanProcessor, threads: int, traces: int) -> Callable[[], None]:
-    """A run: ``threads`` threads each make ``traces`` traces of a root and 3 children."""
+
+def workload(
+    processor: SpanProcessor, threads: int, traces: int, children: int
+) -> Callable[[], None]:
+    """A run: ``threads`` threads each make ``traces`` traces of a root and ``children``."""
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("bench")
-    attributes = {"http.method": "GET", "http.route": "/items", "retries": 0}
 
     def one_thread(barrier: threading.Barrier) -> None:
         barrier.wait()
         for _ in range(traces):
-            root = tracer.start_span("root", attributes=attributes)
+            root = tracer.start_span("root", attributes=ATTRIBUTES)
             context = trace.set_span_in_context(root)
-            for _ in range(3):
-                tracer.start_span("child", context=context, attributes=attributes).end()
+            for _ in range(children):
+                tracer.start_span("child", context=context, attributes=ATTRIBUTES).end()
             root.end()
 
     def run() -> None:
@@ -43,29 +48,37 @@ def workload(processor: SpanProcessor, threads: int, traces: int) -> Callable[[]
             worker.start()
         for worker in workers:
             worker.join()
+        processor.force_flush()
 
     return run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--traces", type=int, default=2000, help="traces per thread per run")
-    parser.add_argument("--repeats", type=int, default=7, help="runs of each side")
+    parser.add_argument("--spans", type=int, default=2_000, help="spans per thread per run")
+    parser.add_argument("--repeats", type=int, default=41, help="runs of each side")
     args = parser.parse_args()
-    print("threads  plain µs/span  lifecycle µs/span  ratio")
-    for threads in (1, 2):
-        spans = threads * args.traces * 4
-        timings = measure(
-            [
-                workload(BatchSpanProcessor(NullExporter()), threads, args.traces),
-                workload(LifecycleSpanProcessor(NullExporter()), threads, args.traces),
-            ],
-            args.repeats,
-        )
-        print(
-            f"{threads:>7}  {timings.best(0) / spans * 1e6:>13.2f}"
-            f"  {timings.best(1) / spans * 1e6:>17.2f}  {timings.ratio(1):>5.2f}"
-        )
+    print("shape     threads  plain µs/span  lifecycle µs/span  ratio")
+    for children in (9, 3):
+        traces = args.spans // (children + 1)
+        for threads in (1, 2):
+            spans = threads * traces * (children + 1)
+            timings = measure(
+                [
+                    workload(BatchSpanProcessor(NullExporter()), threads, traces, children),
+                    workload(
+                        LifecycleSpanProcessor(NullExporter(), handle_signals=False),
+                        threads,
+                        traces,
+                        children,
+                    ),
+                ],
+                args.repeats,
+            )
+            print(
+                f"1+{children:<6}  {threads:>7}  {timings.best(0) / spans * 1e6:>13.2f}"
+                f"  {timings.best(1) / spans * 1e6:>17.2f}  {timings.ratio(1):>5.2f}"
+            )
 
 
 if __name__ == "__main__":

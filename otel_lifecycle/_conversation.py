@@ -67,7 +67,7 @@ def live_attributes(span: Span) -> Mapping[str, object]:
 
 
 def _first(values: Mapping[str, object] | None, keys: tuple[str, ...]) -> str | None:
-    """The first non-empty value among ``keys`` in ``values``, as a string: one lookup per key."""
+    """The first non-empty value among ``keys`` in ``values``, as a string."""
     if values:
         for key in keys:
             value = values.get(key)
@@ -89,7 +89,7 @@ class Conversations:
     ``memory`` entries: the oldest is forgotten first.
     """
 
-    __slots__ = ("_by_trace", "_fallback", "_memory", "_resolver", "keys")
+    __slots__ = ("_by_trace", "_fallback", "_key_set", "_memory", "_resolver", "keys")
 
     def __init__(
         self,
@@ -99,6 +99,7 @@ class Conversations:
         memory: int = TRACE_MEMORY,
     ) -> None:
         self.keys = keys
+        self._key_set = frozenset(keys)
         self._resolver = resolver
         self._fallback = fallback
         self._memory = memory
@@ -106,12 +107,24 @@ class Conversations:
 
     def on_start(self, span: Span, trace_id: int, parent_context: Context | None) -> None:
         """Hot path: resolve the id of a span that just started and set it on the span."""
-        attributes = live_attributes(span)
-        found = _first(attributes, self.keys)
+        attributes = span._attributes._dict  # type: ignore[union-attr]  # live_attributes, inlined
+        # A dict view tests disjointness against a set by walking the smaller of
+        # the two: a constant cost, however many attributes the span has.
+        found = (
+            None if attributes.keys().isdisjoint(self._key_set) else _first(attributes, self.keys)
+        )
         if found is None:
-            found = self._by_trace.get(trace_id) or self._from_context(span, parent_context)
+            found = self._by_trace.get(trace_id)
             if found is None:
-                return
+                context = get_current() if parent_context is None else parent_context
+                bag: Mapping[str, object] | None = context.get(_BAGGAGE_KEY)  # type: ignore[assignment]
+                found = (bag and _first(bag, self.keys)) or _current.get()
+                if found is None:
+                    if self._resolver is None and self._fallback == "none":
+                        return
+                    found = self._resolve_or_fall_back(span)
+                    if found is None:
+                        return
         if CONVERSATION_ID not in attributes:
             span.set_attribute(CONVERSATION_ID, found)
         if trace_id not in self._by_trace:
@@ -129,10 +142,6 @@ class Conversations:
         """How many traces' ids are remembered now."""
         return len(self._by_trace)
 
-    def forget_all(self) -> None:
-        """Forget every trace (a forked child starts with an empty memory)."""
-        self._by_trace = {}
-
     def _remember(self, trace_id: int, conversation_id: str) -> None:
         by_trace = self._by_trace
         by_trace.setdefault(trace_id, conversation_id)
@@ -142,12 +151,10 @@ class Conversations:
             except (RuntimeError, StopIteration):  # another thread changed it: look again
                 continue
 
-    def _from_context(self, span: Span, parent_context: Context | None) -> str | None:
-        """Rules 3 to 6: baggage, the ``conversation()`` scope, the resolver, the fallback."""
-        context = get_current() if parent_context is None else parent_context
-        bag: Mapping[str, object] | None = context.get(_BAGGAGE_KEY)  # type: ignore[assignment]
-        found = _first(bag, self.keys) or _current.get()
-        if found is None and self._resolver is not None:
+    def _resolve_or_fall_back(self, span: Span) -> str | None:
+        """Rules 5 and 6: the resolver, then the fallback."""
+        found = None
+        if self._resolver is not None:
             resolved = self._resolver(span)
             found = str(resolved) if resolved is not None and resolved != "" else None
         if found is not None or self._fallback == "none":

@@ -209,13 +209,12 @@ class ExportStage:
                 self._room_waiters.popleft().set()
 
     def _next_batch(self, *, full_only: bool) -> list[ReadableSpan]:
-        size = self._batch_size
-        if full_only and len(self.priority) + len(self.normal) < size:
+        """Up to one batch, priority lane first (only the worker pops, so lengths only grow)."""
+        size, priority, normal = self._batch_size, self.priority, self.normal
+        if full_only and len(priority) + len(normal) < size:
             return []
-        batch: list[ReadableSpan] = []
-        for queue in (self.priority, self.normal):
-            while len(batch) < size and queue:
-                batch.append(queue.popleft())
+        batch = [priority.popleft() for _ in range(min(size, len(priority)))]
+        batch += [normal.popleft() for _ in range(min(size - len(batch), len(normal)))]
         return batch
 
     def _export_batch(self, batch: Sequence[ReadableSpan]) -> None:

@@ -14,16 +14,11 @@ Whoever pops a span from ``spans`` owns its ending: the application's
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from opentelemetry.sdk.trace import Span
 
-
-class Root(NamedTuple):
-    """An open local root: when it started (on the processor's clock) and in which thread."""
-
-    started: float
-    thread: int
+Root = tuple[float, int]
+"""An open local root: when it started (on the processor's clock), and its thread's id."""
 
 
 class OpenSpans:

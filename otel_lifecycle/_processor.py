@@ -24,10 +24,10 @@ import contextlib
 import itertools
 import logging
 import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
+from threading import get_ident
 from typing import Callable, Union
 
 from opentelemetry.context import Context
@@ -51,7 +51,7 @@ from otel_lifecycle._finalize import (
     with_attribute,
 )
 from otel_lifecycle._journal import Journal
-from otel_lifecycle._open_spans import OpenSpans, Root, finalization_order
+from otel_lifecycle._open_spans import OpenSpans, finalization_order
 from otel_lifecycle._semconv import DROPPED_DESCENDANTS
 from otel_lifecycle._settings import (
     FALLBACK_VALUES,
@@ -223,7 +223,7 @@ class LifecycleSpanProcessor(SpanProcessor):
                 self._internal_error("delegate.on_start", error)
 
     def _root_started(self, span: Span, span_id: int) -> None:
-        self._open.roots[span_id] = Root(self._clock(), threading.get_ident())
+        self._open.roots[span_id] = (self._clock(), get_ident())
         if self._watchdog is not None:
             self._watchdog.on_root_started()
         if self._journal is not None:
@@ -252,25 +252,24 @@ class LifecycleSpanProcessor(SpanProcessor):
                     span, priority = applied
             parent = span._parent
             if parent is None or parent.is_remote:
-                self._emit_root(self._root_ended(span, span_id, context.trace_id))
+                self._open.roots.pop(span_id, None)
+                if self._journal is not None:
+                    self._journal.closed(context.trace_id, span_id)
+                if self._snapshotted:
+                    self._snapshotted.discard(span_id)
+                if self._dropped_by_trace:
+                    span = self._with_dropped_count(span, context.trace_id)
+                if not self._emit_priority(span):
+                    self._counters.add("dropped_roots")
             elif priority:
                 self._emit_priority(span)
-            else:
-                self._emit(span, context.trace_id)
+            elif self._stage is None:
+                self._processor.on_end(span)  # type: ignore[union-attr]
+            elif context.trace_flags.sampled and not self._stage.emit(span):
+                self._dropped(context.trace_id)
             self._open.spans.pop(span_id, None)
         except Exception as error:  # noqa: BLE001
             self._internal_error("on_end", error)
-
-    def _emit(self, span: ReadableSpan, trace_id: int) -> None:
-        stage = self._stage
-        if stage is None:
-            self._processor.on_end(span)  # type: ignore[union-attr]
-        elif span._context.trace_flags.sampled and not stage.emit(span):  # type: ignore[union-attr]
-            self._dropped(trace_id)
-
-    def _emit_root(self, span: ReadableSpan) -> None:
-        if not self._emit_priority(span):
-            self._counters.add("dropped_roots")
 
     def _emit_priority(self, span: ReadableSpan) -> bool:
         stage = self._stage
@@ -286,17 +285,10 @@ class LifecycleSpanProcessor(SpanProcessor):
             return True
         return False
 
-    def _root_ended(self, span: ReadableSpan, span_id: int, trace_id: int) -> ReadableSpan:
-        self._open.roots.pop(span_id, None)
-        if self._journal is not None:
-            self._journal.closed(trace_id, span_id)
-        if self._snapshotted:
-            self._snapshotted.discard(span_id)
-        if self._dropped_by_trace:
-            dropped = self._dropped_by_trace.pop(trace_id, 0)
-            if dropped:
-                return with_attribute(span, DROPPED_DESCENDANTS, dropped)
-        return span
+    def _with_dropped_count(self, root: ReadableSpan, trace_id: int) -> ReadableSpan:
+        """The ending local root, with how many of its trace's spans the full queue dropped."""
+        dropped = self._dropped_by_trace.pop(trace_id, 0)
+        return with_attribute(root, DROPPED_DESCENDANTS, dropped) if dropped else root
 
     def _dropped(self, trace_id: int) -> None:
         """An ordinary span was refused by the full queue: count it, and tell its root later."""
@@ -316,7 +308,7 @@ class LifecycleSpanProcessor(SpanProcessor):
             self._open.spans.pop(span.context.span_id, None)
             return None
         if isinstance(ending, Claim):
-            if ending.thread != threading.get_ident():
+            if ending.thread != get_ident():
                 return span, False
             ending.consumed = True
             return stamped(span, ending.reason, ending.conversation_id, finalized=True), True
@@ -396,7 +388,7 @@ class LifecycleSpanProcessor(SpanProcessor):
             return None
         mark = self._endings.get(span_id)
         used = mark.reason if isinstance(mark, Mark) else reason
-        claim = Claim(used, self._conversations.of_span(span), threading.get_ident())
+        claim = Claim(used, self._conversations.of_span(span), get_ident())
         self._endings[span_id] = claim
         span.end()
         if self._endings.get(span_id) is claim:
@@ -524,7 +516,7 @@ class LifecycleSpanProcessor(SpanProcessor):
         """Record an unhandled exception on the open local roots (of ``thread``, if given)."""
         for span_id, root in list(self._open.roots.items()):
             span = self._open.spans.get(span_id)
-            if span is None or thread not in (None, root.thread):
+            if span is None or thread not in (None, root[1]):
                 continue
             try:
                 span.record_exception(exception, escaped=True)
@@ -584,7 +576,8 @@ class LifecycleSpanProcessor(SpanProcessor):
 
     def _export_recovered(self, span: ReadableSpan) -> None:
         """The journal's recovered roots take the priority lane."""
-        self._emit_root(span)
+        if not self._emit_priority(span):
+            self._counters.add("dropped_roots")
 
     def _internal_error(self, where: str, error: Exception) -> None:
         self._counters.add("internal_errors")

@@ -70,7 +70,7 @@ class RootWatchdog:
             expired: list[int] = []
             next_deadline: float | None = None
             for span_id, root in list(self._roots.items()):
-                deadline = root.started + self._timeout
+                deadline = root[0] + self._timeout
                 if deadline <= now:
                     expired.append(span_id)
                 elif next_deadline is None or deadline < next_deadline:
