@@ -4,7 +4,8 @@ The baseline exports through the SDK's ``BatchSpanProcessor``; the lifecycle
 side through its own export stage, both to a no-op exporter, so the difference
 is everything the processor does per span: tracking, conversation-id
 resolution and queueing. Traces of a root and 9 children (and of a root and 3),
-3 attributes each, with 1 and 2 threads.
+3 attributes each, with 1 and 2 threads. Then the same processor with 100,000
+traces open against 10: the cost per span must not depend on what is open.
 Run: ``python -m benchmarks.bench_processor``.
 """
 
@@ -53,6 +54,19 @@ def workload(
     return run
 
 
+def with_open_traces(count: int) -> SpanProcessor:
+    """A lifecycle processor with ``count`` traces already open (a root each, never ended)."""
+    processor = LifecycleSpanProcessor(
+        NullExporter(), handle_signals=False, max_tracked_spans=count + 100_000
+    )
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("open")
+    for _ in range(count):
+        tracer.start_span("open root", attributes=ATTRIBUTES)
+    return processor
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=2_000, help="spans per thread per run")
@@ -79,6 +93,18 @@ def main() -> None:
                 f"1+{children:<6}  {threads:>7}  {timings.best(0) / spans * 1e6:>13.2f}"
                 f"  {timings.best(1) / spans * 1e6:>17.2f}  {timings.ratio(1):>5.2f}"
             )
+    traces = args.spans // 10
+    timings = measure(
+        [
+            workload(with_open_traces(10), 1, traces, 9),
+            workload(with_open_traces(100_000), 1, traces, 9),
+        ],
+        args.repeats,
+    )
+    print(
+        f"1+9 with 100,000 traces open vs 10: {timings.best(0) / args.spans * 1e6:.2f}"
+        f" vs {timings.best(1) / args.spans * 1e6:.2f} µs/span, ratio {timings.ratio(1):.2f}"
+    )
 
 
 if __name__ == "__main__":

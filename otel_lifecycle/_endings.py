@@ -3,9 +3,10 @@
 The processor keeps one dict, span id -> ending, and looks at it in ``on_end``
 only while it is not empty, so ordinary spans pay one truth test:
 
-- :class:`Claim`: a finalizer is ending the span. Only the finalizer's own
-  ``end()`` (same thread) consumes it and stamps the reason; if the application's
-  ``end()`` won the race, the span is exported as the application ended it.
+- :class:`Claim`: a finalizer stamped the span and is ending it. Only the
+  finalizer's own ``end()`` (same thread) consumes it; if the application's
+  ``end()`` won the race, the stamp is undone on the exported copy, so the span
+  is exported as the application ended it.
 - :class:`Mark`: a signal or an unhandled exception was recorded while the span
   was open. If the application ends it without a status, it gets this reason;
   if a finalizer ends it, the finalizer uses this reason.
@@ -23,15 +24,14 @@ import mmap
 from dataclasses import dataclass, field
 from typing import Union
 
-from otel_lifecycle._finalize import Reason
+from otel_lifecycle._finalize import Reason, Undo
 
 
 @dataclass
 class Claim:
-    """A finalizer in ``thread`` is ending the span with ``reason``."""
+    """A finalizer in ``thread`` stamped the span and is ending it; ``undo`` reverts the stamp."""
 
-    reason: Reason
-    conversation_id: str | None
+    undo: Undo
     thread: int
     consumed: bool = False
 

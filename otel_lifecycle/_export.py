@@ -3,8 +3,10 @@
 Two queues feed one worker thread, the only caller of ``exporter.export()``:
 
 - the **priority lane**: local roots, spans the processor finalized, in-progress
-  markers. Bounded by ``priority_limit`` (generous); the processor's own
-  finalizations wait for room instead of being dropped.
+  markers. Bounded generously, by ``PRIORITY_FACTOR`` times the normal lane's
+  size (65,536 spans by default); the processor's own finalizations wait for
+  room instead of being dropped, and only the application's roots can be
+  refused, when that many wait for the exporter.
 - the **normal lane**: every other span, bounded by ``max_queue_size``
   (``OTEL_BSP_MAX_QUEUE_SIZE``); when it is full the *new* span is refused and the
   caller counts the drop. What is already queued is never evicted.
@@ -39,7 +41,21 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from otel_lifecycle._settings import first_warning
+
 _logger = logging.getLogger(__name__)
+
+
+PRIORITY_FACTOR = 32
+"""The priority lane holds this many times ``OTEL_BSP_MAX_QUEUE_SIZE`` spans."""
+
+
+SPEC_DEFAULTS = {
+    "OTEL_BSP_MAX_QUEUE_SIZE": 2048,
+    "OTEL_BSP_SCHEDULE_DELAY": 5000,
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512,
+}
+"""The specification's defaults for the batching variables."""
 
 
 def batch_settings(
@@ -49,23 +65,45 @@ def batch_settings(
 ) -> tuple[int, float, int]:
     """The batching settings: each argument, else its ``OTEL_BSP_*`` variable, else the default.
 
-    Parsed and validated by the SDK's own ``BatchSpanProcessor`` helpers (a bad
-    variable logs the SDK's message and falls back to its default).
+    The variables are parsed by the SDK's own ``BatchSpanProcessor`` helpers (a
+    value that is not a number logs the SDK's message and gives the default). A
+    number that is not positive logs one warning per variable and gives the
+    default, and a batch larger than the queue is cut to the queue's size: a bad
+    variable must not stop the application. Bad arguments raise ``ValueError``.
     """
     sdk: Any = BatchSpanProcessor  # its helpers are untyped
-    queue = sdk._default_max_queue_size() if max_queue_size is None else max_queue_size
+    queue = (
+        _positive("OTEL_BSP_MAX_QUEUE_SIZE", sdk._default_max_queue_size())
+        if max_queue_size is None
+        else max_queue_size
+    )
     delay = (
-        sdk._default_schedule_delay_millis()
+        _positive("OTEL_BSP_SCHEDULE_DELAY", sdk._default_schedule_delay_millis())
         if schedule_delay_millis is None
         else schedule_delay_millis
     )
     batch = (
-        sdk._default_max_export_batch_size()
+        min(
+            _positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", sdk._default_max_export_batch_size()), queue
+        )
         if max_export_batch_size is None
         else max_export_batch_size
     )
     sdk._validate_arguments(queue, delay, batch)
     return int(queue), float(delay), int(batch)
+
+
+def _positive(variable: str, value: float) -> float:
+    if value > 0:
+        return value
+    if first_warning(variable):
+        _logger.warning(
+            "otel_lifecycle: invalid value %s for %s: expected a positive number; using %s",
+            value,
+            variable,
+            SPEC_DEFAULTS[variable],
+        )
+    return SPEC_DEFAULTS[variable]
 
 
 class ExportStage:
@@ -75,7 +113,6 @@ class ExportStage:
         self,
         exporter: SpanExporter,
         *,
-        priority_limit: int,
         max_queue_size: int | None = None,
         schedule_delay_millis: float | None = None,
         max_export_batch_size: int | None = None,
@@ -85,7 +122,7 @@ class ExportStage:
             max_queue_size, schedule_delay_millis, max_export_batch_size
         )
         self._schedule_delay = delay_millis / 1000
-        self.priority_limit = priority_limit
+        self.priority_limit = PRIORITY_FACTOR * self.max_queue_size
         self._exporter_shut_down = False
         self._start()
         reference = weakref.ref(self)

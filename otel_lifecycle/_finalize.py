@@ -1,12 +1,11 @@
 """Reasons, and how a span that ended badly is given a terminal status that says why.
 
-One table of reasons; one function, :func:`stamped`, that turns an ended span
-into the copy that is exported with ERROR, ``error.type``, the reason and the
-conversation id. The live span is never written to: the processor ends it with
-the public ``end()`` (idempotent and thread-safe, so whoever ends it first wins)
-and stamps the frozen copy on its way to the exporter, only when its own
-``end()`` won. A span the application ended first is exported as the
-application ended it.
+One table of reasons. A finalizer calls :func:`stamp` on the live span (ERROR,
+``error.type``, ``otel_lifecycle.finalized_by``, the conversation id) while it
+holds the span's lock and sees it open, then ends it with the public ``end()``.
+If the application's own ``end()`` gets in between, the span is exported
+:func:`undone`: as the application ended it. Spans that cannot be stamped live
+are exported as a :func:`stamped` copy.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import Status, StatusCode
 
 from otel_lifecycle._semconv import CONVERSATION_ID, ERROR_TYPE, FINALIZED_BY
@@ -71,6 +70,44 @@ def reason_attributes(
     return attributes
 
 
+Undo = tuple[dict[str, object], Status]
+"""What :func:`stamp` replaced on a live span: the previous values of its keys, and its status.
+
+A missing key's previous value is :data:`_MISSING`."""
+
+_MISSING = object()
+
+
+def stamp(span: Span, reason: Reason, conversation_id: str | None) -> Undo:
+    """Give the live, open ``span`` ERROR and ``reason``; the caller holds the span's lock.
+
+    Written straight into the span (``set_attributes`` would take the lock the
+    caller holds, and validate values that are ours). Returns what it replaced,
+    so a copy can show the span as it was if the application's ``end()`` wins
+    the race with the finalizer's.
+    """
+    values = span._attributes._dict  # type: ignore[union-attr]
+    if CONVERSATION_ID in values:
+        conversation_id = None
+    extra = reason_attributes(reason, conversation_id)
+    undo = ({key: values.get(key, _MISSING) for key in extra}, span._status)
+    values.update(extra)
+    span._status = Status(StatusCode.ERROR, reason.description)
+    return undo
+
+
+def undone(span: ReadableSpan, undo: Undo) -> ReadableSpan:
+    """A copy of the ended ``span`` as it was before :func:`stamp`."""
+    previous, status = undo
+    values = dict(_values(span))
+    for key, value in previous.items():
+        if value is _MISSING:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    return _copy(span, values, status, None)
+
+
 def stamped(
     span: ReadableSpan,
     reason: Reason,
@@ -81,17 +118,18 @@ def stamped(
 ) -> ReadableSpan:
     """A copy of ``span`` with status ERROR and ``reason``, for export.
 
-    ``finalized``: the processor ended it (adds ``otel_lifecycle.finalized_by``);
-    otherwise the application ended it after the reason was recorded (a signal,
-    an unhandled exception). ``end_time`` ends a copy of a span still open. The
-    span's own conversation id, if any, is kept.
+    For spans that cannot be stamped live: the application ended them after a
+    reason was recorded (``finalized=False``: a signal, an unhandled exception),
+    or their lock is held by the thread a dying process interrupted
+    (``end_time`` ends the copy). The span's own conversation id is kept.
     """
-    own = span._attributes
-    if own is not None and CONVERSATION_ID in own:
+    values = _values(span)
+    if CONVERSATION_ID in values:
         conversation_id = None
+    extra = reason_attributes(reason, conversation_id, finalized=finalized)
     return _copy(
         span,
-        reason_attributes(reason, conversation_id, finalized=finalized),
+        {**values, **extra},
         Status(StatusCode.ERROR, reason.description),
         end_time,
     )
@@ -99,23 +137,28 @@ def stamped(
 
 def with_attribute(span: ReadableSpan, key: str, value: int | str) -> ReadableSpan:
     """A copy of the ended ``span`` with one more attribute."""
-    return _copy(span, {key: value}, span.status, None)
+    return _copy(span, {**_values(span), key: value}, span.status, None)
+
+
+def _values(span: ReadableSpan) -> dict[str, object]:
+    original = span._attributes
+    if isinstance(original, BoundedAttributes):
+        return original._dict  # type: ignore[return-value]
+    return dict(original or {})
 
 
 def _copy(
-    span: ReadableSpan, extra: dict[str, object], status: Status, end_time: int | None
+    span: ReadableSpan, values: dict[str, object], status: Status, end_time: int | None
 ) -> ReadableSpan:
-    """A copy of ``span`` with ``extra`` attributes, ``status`` and maybe an end time.
+    """A copy of ``span`` with these attribute ``values``, ``status`` and maybe an end time.
 
-    The SDK's own attribute, event and link containers are reused or copied with
-    their dropped counts, so the exported counts stay true.
+    The values were validated when they were set (ours are strings and ints), so
+    the container is filled directly; the SDK's dropped-attribute count and its
+    event and link lists (with their dropped counts) are kept.
     """
     original = span._attributes
-    attributes = BoundedAttributes(
-        maxlen=None,
-        attributes={**(original or {}), **extra},  # type: ignore[dict-item]
-        immutable=True,
-    )
+    attributes = BoundedAttributes(maxlen=None, immutable=True)
+    attributes._dict = values  # type: ignore[assignment]
     if isinstance(original, BoundedAttributes):
         attributes.dropped = original.dropped
     return ReadableSpan(

@@ -4,8 +4,8 @@ The hot path is a dict set in ``on_start`` and a dict pop in ``on_end``, both
 atomic under the GIL: no lock, the same work whatever the number of threads,
 attributes or open traces. Local roots (no parent, or a remote one) also get an
 entry in ``roots`` with their start on the clock and the thread that started
-them. Nothing is kept per trace: grouping by trace, lineage and the
-children-first order are computed only when spans are finalized, from a copy.
+them. Nothing is kept per trace: the children-first order comes from the dict's
+insertion order, and descendants are found only when roots time out.
 
 Whoever pops a span from ``spans`` owns its ending: the application's
 ``on_end`` or a finalizer, never both.
@@ -44,50 +44,33 @@ class OpenSpans:
         return len({span.context.trace_id for span in spans}), len(spans)
 
 
-def finalization_order(spans: Iterable[Span], root_ids: Iterable[int] | None = None) -> list[Span]:
-    """Open spans deepest first, so every child ends before its parent.
+def finalization_order(spans: dict[int, Span], root_ids: Iterable[int] | None = None) -> list[Span]:
+    """A snapshot of the open spans, every child before its parent.
 
-    With ``root_ids``, only those spans and their open descendants. Depth counts
-    open ancestors only: a span whose parent already ended, or lives in another
-    process, is a top of its own.
+    A span starts after its parent, so the dict's insertion order has parents
+    first: newest first is children first, with no lineage to compute. With
+    ``root_ids``, only those spans and their open descendants.
     """
-    by_id = {span.context.span_id: span for span in spans}
-    depths: dict[int, int] = {}
-
-    def depth(span_id: int) -> int:
-        chain: list[int] = []
-        current: int | None = span_id
-        while current is not None and current in by_id and current not in depths:
-            chain.append(current)
-            parent = by_id[current].parent
-            current = parent.span_id if parent is not None and len(chain) <= len(by_id) else None
-        base = depths.get(current, -1) if current is not None else -1
-        for offset, item in enumerate(reversed(chain), start=1):
-            depths[item] = base + offset
-        return depths[span_id]
-
-    for span_id in by_id:
-        depth(span_id)
-    selected = list(by_id) if root_ids is None else _descendants(by_id, set(root_ids))
-    selected.sort(key=depths.__getitem__, reverse=True)
-    return [by_id[span_id] for span_id in selected]
+    snapshot = spans.copy()
+    order = list(reversed(snapshot.values()))
+    if root_ids is None:
+        return order
+    selected = _descendants(snapshot, set(root_ids))
+    return [span for span in order if span.context.span_id in selected]
 
 
-def _descendants(by_id: dict[int, Span], tops: set[int]) -> list[int]:
+def _descendants(by_id: dict[int, Span], tops: set[int]) -> set[int]:
     """``tops`` that are open, and every open span below them."""
     children: dict[int, list[int]] = {}
     for span_id, span in by_id.items():
         parent = span.parent
         if parent is not None and not parent.is_remote:
             children.setdefault(parent.span_id, []).append(span_id)
-    found: list[int] = []
+    found: set[int] = set()
     stack = [span_id for span_id in tops if span_id in by_id]
-    seen: set[int] = set()
     while stack:
         span_id = stack.pop()
-        if span_id in seen:
-            continue
-        seen.add(span_id)
-        found.append(span_id)
-        stack.extend(children.get(span_id, ()))
+        if span_id not in found:
+            found.add(span_id)
+            stack.extend(children.get(span_id, ()))
     return found

@@ -47,7 +47,9 @@ from otel_lifecycle._finalize import (
     TIMEOUT,
     Reason,
     reason_named,
+    stamp,
     stamped,
+    undone,
     with_attribute,
 )
 from otel_lifecycle._journal import Journal
@@ -157,7 +159,7 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._processor: SpanProcessor | None = None
         self._delegate_on_ending: Callable[[Span], None] | None = None
         if isinstance(delegate, SpanExporter):
-            self._stage = ExportStage(delegate, priority_limit=max_spans)
+            self._stage = ExportStage(delegate)
         else:
             self._processor = delegate
             self._delegate_on_ending = getattr(delegate, "_on_ending", None)
@@ -259,8 +261,7 @@ class LifecycleSpanProcessor(SpanProcessor):
                     self._snapshotted.discard(span_id)
                 if self._dropped_by_trace:
                     span = self._with_dropped_count(span, context.trace_id)
-                if not self._emit_priority(span):
-                    self._counters.add("dropped_roots")
+                self._emit_priority(span)
             elif priority:
                 self._emit_priority(span)
             elif self._stage is None:
@@ -271,19 +272,13 @@ class LifecycleSpanProcessor(SpanProcessor):
         except Exception as error:  # noqa: BLE001
             self._internal_error("on_end", error)
 
-    def _emit_priority(self, span: ReadableSpan) -> bool:
+    def _emit_priority(self, span: ReadableSpan) -> None:
+        """Queue a local root, finalized span or marker; count it if the lane refuses it."""
         stage = self._stage
         if stage is None:
             self._processor.on_end(span)  # type: ignore[union-attr]
-            return True
-        if not span.context.trace_flags.sampled:
-            return True
-        if stage.emit_priority(span):
-            return True
-        if stage.closed:
-            self._counters.add("dropped_after_shutdown")
-            return True
-        return False
+        elif span.context.trace_flags.sampled and not stage.emit_priority(span):
+            self._counters.add("dropped_after_shutdown" if stage.closed else "dropped_priority")
 
     def _with_dropped_count(self, root: ReadableSpan, trace_id: int) -> ReadableSpan:
         """The ending local root, with how many of its trace's spans the full queue dropped."""
@@ -309,9 +304,9 @@ class LifecycleSpanProcessor(SpanProcessor):
             return None
         if isinstance(ending, Claim):
             if ending.thread != get_ident():
-                return span, False
+                return undone(span, ending.undo), False
             ending.consumed = True
-            return stamped(span, ending.reason, ending.conversation_id, finalized=True), True
+            return span, True
         if isinstance(ending, Inherited):
             ending.ended_here()
             return span, False
@@ -331,7 +326,7 @@ class LifecycleSpanProcessor(SpanProcessor):
         self, reason: Reason, deadline: float, *, in_handler: bool = False, dying: bool = False
     ) -> int:
         self._reclaim_forked()
-        spans = finalization_order(self._open.spans.copy().values())
+        spans = finalization_order(self._open.spans)
         return self._finalize(spans, reason, deadline, in_handler=in_handler, dying=dying)
 
     def _finalize(
@@ -367,7 +362,12 @@ class LifecycleSpanProcessor(SpanProcessor):
         span_id = span.context.span_id
         if not span.is_recording():
             return None  # its end() is running in another thread, which delivers it
-        if self._stage is not None and not self._stage.wait_for_room(deadline - time.monotonic()):
+        stage = self._stage
+        if (
+            stage is not None
+            and len(stage.priority) >= stage.priority_limit
+            and not stage.wait_for_room(deadline - time.monotonic())
+        ):
             return None
         if in_handler and not _lock_is_free(span):
             if not dying or self._open.claim(span_id) is None:
@@ -388,8 +388,12 @@ class LifecycleSpanProcessor(SpanProcessor):
             return None
         mark = self._endings.get(span_id)
         used = mark.reason if isinstance(mark, Mark) else reason
-        claim = Claim(used, self._conversations.of_span(span), get_ident())
-        self._endings[span_id] = claim
+        conversation_id = self._conversations.of_span(span)
+        with span._lock:
+            if not span.is_recording():
+                return None  # the application's end() came first and delivers it
+            claim = Claim(stamp(span, used, conversation_id), get_ident())
+            self._endings[span_id] = claim
         span.end()
         if self._endings.get(span_id) is claim:
             del self._endings[span_id]
@@ -406,7 +410,7 @@ class LifecycleSpanProcessor(SpanProcessor):
 
     def _expire(self, root_ids: list[int]) -> None:
         self._reclaim_forked()
-        spans = finalization_order(self._open.spans.copy().values(), root_ids)
+        spans = finalization_order(self._open.spans, root_ids)
         self._finalize(spans, TIMEOUT, time.monotonic() + self._shutdown_timeout)
 
     def _snapshot_roots(self, deadline: float) -> None:
@@ -576,8 +580,7 @@ class LifecycleSpanProcessor(SpanProcessor):
 
     def _export_recovered(self, span: ReadableSpan) -> None:
         """The journal's recovered roots take the priority lane."""
-        if not self._emit_priority(span):
-            self._counters.add("dropped_roots")
+        self._emit_priority(span)
 
     def _internal_error(self, where: str, error: Exception) -> None:
         self._counters.add("internal_errors")

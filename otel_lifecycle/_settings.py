@@ -40,7 +40,7 @@ DEFAULT_CONVERSATION_ID_KEYS: tuple[str, ...] = (
     "session.id",
     "conversation_id",
 )
-DEFAULT_MAX_TRACKED_SPANS = 100_000
+DEFAULT_MAX_TRACKED_SPANS = 10_000
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 
 _warned: set[str] = set()
@@ -48,7 +48,7 @@ _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-def _first_warning(name: str) -> bool:
+def first_warning(name: str) -> bool:
     """True the first time in this process that ``name`` is reported invalid."""
     with _warned_lock:
         first = name not in _warned
@@ -301,7 +301,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 f"using the default {display(variable.default)}"
             )
             problems.append(problem)
-            if _first_warning(variable.name):
+            if first_warning(variable.name):
                 _logger.warning("otel_lifecycle: %s", problem)
         else:
             sources[variable.setting] = "environment"

@@ -25,9 +25,9 @@ class LifecycleStats:
     """Spans started after ``shutdown()``: not tracked, nothing kept."""
     dropped_overflow: int
     """Ordinary (non-root) spans refused because the export queue was full."""
-    dropped_roots: int
-    """Local roots refused because the priority lane was full (``max_tracked_spans`` roots
-    waiting for the exporter)."""
+    dropped_priority: int
+    """Local roots, finalized spans or in-progress markers refused because the priority
+    lane was full (32 x ``OTEL_BSP_MAX_QUEUE_SIZE`` of them waiting for the exporter)."""
     dropped_after_shutdown: int
     """Spans that ended after ``shutdown()`` and were not exported."""
     internal_errors: int
@@ -38,7 +38,7 @@ COUNTED = (
     "untracked",
     "started_after_shutdown",
     "dropped_overflow",
-    "dropped_roots",
+    "dropped_priority",
     "dropped_after_shutdown",
     "internal_errors",
 )

@@ -62,7 +62,7 @@ def test_doctor_shows_each_invalid_value_once_in_its_row_and_exits_1() -> None:
     assert invalid == [
         "OTEL_LIFECYCLE_ON_FLUSH snapshot (invalid 'always': expected "
         "snapshot / finalize / none; using the default)",
-        "OTEL_LIFECYCLE_MAX_TRACKED_SPANS 100000 (invalid 'lots': expected "
+        "OTEL_LIFECYCLE_MAX_TRACKED_SPANS 10000 (invalid 'lots': expected "
         "a positive integer; using the default)",
     ]
     assert lines[-1] == "2 problem(s) found"
