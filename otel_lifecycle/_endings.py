@@ -27,13 +27,15 @@ from typing import Union
 from otel_lifecycle._finalize import Reason, Undo
 
 
-@dataclass
 class Claim:
     """A finalizer in ``thread`` stamped the span and is ending it; ``undo`` reverts the stamp."""
 
-    undo: Undo
-    thread: int
-    consumed: bool = False
+    __slots__ = ("consumed", "thread", "undo")
+
+    def __init__(self, undo: Undo, thread: int) -> None:
+        self.undo = undo
+        self.thread = thread
+        self.consumed = False
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,20 @@ are exported as a :func:`stamped` copy.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Status, StatusCode
 
 from otel_lifecycle._semconv import CONVERSATION_ID, ERROR_TYPE, FINALIZED_BY
 from otel_lifecycle._settings import check_text
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,11 @@ class Reason:
     error_type: str
     finalized_by: str
     description: str
+
+    @property
+    def status(self) -> Status:
+        """The terminal status: ERROR with the description."""
+        return _status(self)
 
 
 SHUTDOWN = Reason("shutdown", "shutdown", "span not ended before tracer provider shutdown")
@@ -43,6 +54,11 @@ PROCESS_CRASH = Reason(
 )
 
 _BY_NAME = {reason.error_type: reason for reason in (SHUTDOWN, TIMEOUT, FLUSH, SIGTERM)}
+
+
+@functools.lru_cache(maxsize=64)
+def _status(reason: Reason) -> Status:
+    return Status(StatusCode.ERROR, reason.description)
 
 
 def reason_named(name: str) -> Reason:
@@ -70,12 +86,20 @@ def reason_attributes(
     return attributes
 
 
-Undo = tuple[dict[str, object], Status]
-"""What :func:`stamp` replaced on a live span: the previous values of its keys, and its status.
-
-A missing key's previous value is :data:`_MISSING`."""
-
 _MISSING = object()
+
+
+class Undo:
+    """What :func:`stamp` replaced on a live span, to show it as it was if the application wins."""
+
+    __slots__ = ("previous", "reason", "status")
+
+    def __init__(self, previous: dict[str, object], status: Status, reason: Reason) -> None:
+        self.previous = previous
+        """The previous value of each attribute written (:data:`_MISSING` if absent)."""
+        self.status = status
+        """The status before the stamp."""
+        self.reason = reason
 
 
 def stamp(span: Span, reason: Reason, conversation_id: str | None) -> Undo:
@@ -83,28 +107,44 @@ def stamp(span: Span, reason: Reason, conversation_id: str | None) -> Undo:
 
     Written straight into the span (``set_attributes`` would take the lock the
     caller holds, and validate values that are ours). Returns what it replaced,
-    so a copy can show the span as it was if the application's ``end()`` wins
-    the race with the finalizer's.
+    so the exported span can be shown as the application left it if the
+    application's ``end()`` wins the race with the finalizer's.
     """
     values = span._attributes._dict  # type: ignore[union-attr]
-    if CONVERSATION_ID in values:
-        conversation_id = None
-    extra = reason_attributes(reason, conversation_id)
-    undo = ({key: values.get(key, _MISSING) for key in extra}, span._status)
-    values.update(extra)
-    span._status = Status(StatusCode.ERROR, reason.description)
+    get = values.get
+    previous = {ERROR_TYPE: get(ERROR_TYPE, _MISSING), FINALIZED_BY: get(FINALIZED_BY, _MISSING)}
+    values[ERROR_TYPE] = reason.error_type
+    values[FINALIZED_BY] = reason.finalized_by
+    if conversation_id is not None and CONVERSATION_ID not in values:
+        previous[CONVERSATION_ID] = _MISSING
+        values[CONVERSATION_ID] = conversation_id
+    undo = Undo(previous, span._status, reason)
+    span._status = reason.status
     return undo
 
 
+def kept(span: ReadableSpan, undo: Undo) -> ReadableSpan:
+    """The span the finalizer ended, ERROR even if the application set a status meanwhile."""
+    if span.status is undo.reason.status:
+        return span
+    return _copy(span, dict(_values(span)), undo.reason.status, None)
+
+
 def undone(span: ReadableSpan, undo: Undo) -> ReadableSpan:
-    """A copy of the ended ``span`` as it was before :func:`stamp`."""
-    previous, status = undo
+    """A copy of the span the application ended first, without what :func:`stamp` wrote.
+
+    A value or status the application set after the stamp is kept.
+    """
+    ours = reason_attributes(undo.reason, None)
     values = dict(_values(span))
-    for key, value in previous.items():
+    for key, value in undo.previous.items():
+        if key in ours and values.get(key) != ours[key]:
+            continue
         if value is _MISSING:
             values.pop(key, None)
         else:
             values[key] = value
+    status = undo.status if span.status is undo.reason.status else span.status
     return _copy(span, values, status, None)
 
 
@@ -130,7 +170,7 @@ def stamped(
     return _copy(
         span,
         {**values, **extra},
-        Status(StatusCode.ERROR, reason.description),
+        reason.status,
         end_time,
     )
 
@@ -138,6 +178,21 @@ def stamped(
 def with_attribute(span: ReadableSpan, key: str, value: int | str) -> ReadableSpan:
     """A copy of the ended ``span`` with one more attribute."""
     return _copy(span, {**_values(span), key: value}, span.status, None)
+
+
+def _snapshot(items: Sequence[T]) -> Sequence[T]:
+    """A copy of an SDK ``BoundedList`` taken without its lock, keeping its dropped count.
+
+    The thread a signal interrupted may hold that lock (inside ``add_event``);
+    the exporter reading a copy that shares it would wait forever.
+    """
+    if not isinstance(items, BoundedList):
+        return tuple(items)
+    source: Any = items  # the SDK's internals are untyped
+    copy: Any = BoundedList(None)
+    copy._dq.extend(tuple(source._dq))
+    copy.dropped = source.dropped
+    return copy  # type: ignore[no-any-return]
 
 
 def _values(span: ReadableSpan) -> dict[str, object]:
@@ -167,8 +222,8 @@ def _copy(
         parent=span.parent,
         resource=span.resource,
         attributes=attributes,
-        events=span._events,
-        links=span._links,
+        events=_snapshot(span._events),
+        links=_snapshot(span._links),
         kind=span.kind,
         status=status,
         start_time=span.start_time,

@@ -46,6 +46,7 @@ from otel_lifecycle._finalize import (
     SHUTDOWN,
     TIMEOUT,
     Reason,
+    kept,
     reason_named,
     stamp,
     stamped,
@@ -299,14 +300,14 @@ class LifecycleSpanProcessor(SpanProcessor):
 
     def _apply(self, ending: Ending, span: ReadableSpan) -> tuple[ReadableSpan, bool] | None:
         """The span to export for a span with a pending ending, and whether it is a priority."""
-        if ending is EXPORTED:
-            self._open.spans.pop(span.context.span_id, None)
-            return None
         if isinstance(ending, Claim):
             if ending.thread != get_ident():
                 return undone(span, ending.undo), False
             ending.consumed = True
-            return span, True
+            return kept(span, ending.undo), True
+        if ending is EXPORTED:
+            self._open.spans.pop(span.context.span_id, None)
+            return None
         if isinstance(ending, Inherited):
             ending.ended_here()
             return span, False
@@ -360,8 +361,6 @@ class LifecycleSpanProcessor(SpanProcessor):
         self, span: Span, reason: Reason, deadline: float, in_handler: bool, dying: bool
     ) -> Reason | None:
         span_id = span.context.span_id
-        if not span.is_recording():
-            return None  # its end() is running in another thread, which delivers it
         stage = self._stage
         if (
             stage is not None
@@ -394,9 +393,8 @@ class LifecycleSpanProcessor(SpanProcessor):
                 return None  # the application's end() came first and delivers it
             claim = Claim(stamp(span, used, conversation_id), get_ident())
             self._endings[span_id] = claim
+        # Whichever end() wins, its on_end takes the claim: consumed if it was this one.
         span.end()
-        if self._endings.get(span_id) is claim:
-            del self._endings[span_id]
         return used if claim.consumed else None
 
     def _deliver_interrupted_endings(self) -> None:

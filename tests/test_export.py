@@ -148,7 +148,11 @@ def test_overload_burst_keeps_every_root_and_counts_every_dropped_child(transpor
     stats = processor.stats()
     assert sum(missing.values()) > 0, "the burst did not overload the queue: make it bigger"
     assert stats.dropped_overflow == sum(missing.values())
-    assert (stats.dropped_priority, stats.dropped_after_shutdown, stats.internal_errors) == (0, 0, 0)
+    assert (stats.dropped_priority, stats.dropped_after_shutdown, stats.internal_errors) == (
+        0,
+        0,
+        0,
+    )
     on_roots = {
         span.trace_id: span.attributes.get(DROPPED_DESCENDANTS)
         for span in received

@@ -1,0 +1,142 @@
+"""An app caught by a signal mid-work, or forking.
+
+``signal_app.py SCENARIO TRANSPORT ENDPOINT BUDGET`` exports OTLP (``grpc`` or
+``http``) to ENDPOINT through ``LifecycleSpanProcessor(OTLPSpanExporter(...),
+shutdown_timeout=BUDGET)``, opens its spans, prints ``ready`` and then idles until
+the test signals it. Scenarios:
+
+- ``hold-lock``: the main thread holds an open span's own lock (as if a signal
+  interrupted it inside ``set_attribute``); ``hold-lock-ending``: the same, with
+  the span's end time already set (interrupted inside ``end()``);
+  ``hold-lock-setting``: the span's lock and its attributes' lock (interrupted
+  inside the attribute store itself); ``hold-lock-event``: the span's lock and
+  its events' lock (interrupted inside ``add_event``).
+- ``stream``: 400 roots ended, 2 roots open in blocked threads, and one root in
+  flight whose open child the main thread streams tokens to, forever.
+- ``fork``: a span started here is ended in a forked child; both processes exit
+  normally.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import Status, StatusCode
+
+from otel_lifecycle import LifecycleSpanProcessor
+
+SCENARIO, TRANSPORT, ENDPOINT, BUDGET = sys.argv[1:5]
+
+# Python leaves SIGINT ignored when started with it ignored (a background job).
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+exporter: SpanExporter = (
+    GrpcExporter(endpoint=ENDPOINT, insecure=True)
+    if TRANSPORT == "grpc"
+    else HttpExporter(endpoint=ENDPOINT)
+)
+
+provider = TracerProvider()
+provider.add_span_processor(LifecycleSpanProcessor(exporter, shutdown_timeout=float(BUDGET)))
+tracer = provider.get_tracer("tests.apps.signal")
+never = threading.Event()
+
+
+def ready() -> None:
+    print("ready", flush=True)
+
+
+def open_in_threads(names: list[str], context: object = None) -> None:
+    """Start a daemon thread per name, each inside an open span and blocked on an event."""
+    started = threading.Barrier(len(names) + 1)
+
+    def blocked(name: str) -> None:
+        with tracer.start_as_current_span(name, context=context):  # type: ignore[arg-type]
+            started.wait()
+            never.wait()
+
+    for name in names:
+        threading.Thread(target=blocked, args=(name,), daemon=True).start()
+    started.wait()
+
+
+def hold_lock(variant: str) -> None:
+    """5 spans ended, 4 open (2 in blocked threads), and a fifth open one whose lock is held."""
+    root = tracer.start_span("open.root")
+    context = trace.set_span_in_context(root)
+    for number in range(5):
+        ended = tracer.start_span(
+            f"ended.{number}",
+            context=None if number % 2 == 0 else context,
+            attributes={"number": number},
+        )
+        if number % 2 == 0:
+            ended.set_status(Status(StatusCode.OK))
+        ended.end()
+    tracer.start_span("open.child", context=context)
+    open_in_threads(["open.thread.0", "open.thread.1"], context)
+    held = tracer.start_span("held", context=context, attributes={"step": "generate"})
+    with held._lock:  # type: ignore[attr-defined]
+        if variant == "ending":
+            held._end_time = time.time_ns()  # type: ignore[attr-defined]
+        elif variant == "setting":
+            held._attributes._lock.acquire()  # type: ignore[attr-defined]
+        elif variant == "event":
+            held._events._lock.acquire()  # type: ignore[attr-defined]
+        ready()
+        never.wait()
+
+
+def stream() -> None:
+    """Stream tokens onto the open child of the root in flight until a signal arrives."""
+    for number in range(400):
+        tracer.start_span(f"done.{number}", attributes={"number": number}).end()
+    open_in_threads(["blocked.0", "blocked.1"])
+    with tracer.start_as_current_span("inflight.root"):
+        with tracer.start_as_current_span("inflight.done"):
+            pass
+        with tracer.start_as_current_span("inflight.stream") as streamed:
+            streamed.set_attribute("gen_ai.usage.output_tokens", 0)
+            ready()
+            token = 1
+            while True:
+                streamed.set_attribute("gen_ai.usage.output_tokens", token)
+                token += 1
+
+
+def fork() -> None:
+    """The child ends one of the parent's spans and leaves one of its own open."""
+    root = tracer.start_span("parent.root")
+    context = trace.set_span_in_context(root)
+    handoff = tracer.start_span("parent.handoff", context=context)
+    tracer.start_span("parent.kept", context=context)
+    pid = os.fork()
+    if pid == 0:
+        handoff.set_attribute("ended_by", "child")
+        handoff.set_status(Status(StatusCode.OK))
+        handoff.end()
+        tracer.start_span("child.done", context=context).end()
+        tracer.start_span("child.open", context=context)
+        sys.exit(0)  # the ordinary exit path: atexit runs in the child too
+    _, status = os.waitpid(pid, 0)
+    print(f"child exit={os.waitstatus_to_exitcode(status)}", flush=True)
+
+
+if __name__ == "__main__":
+    if SCENARIO.startswith("hold-lock"):
+        hold_lock(SCENARIO.removeprefix("hold-lock").lstrip("-"))
+    elif SCENARIO == "stream":
+        stream()
+    elif SCENARIO == "fork":
+        fork()
+    else:
+        raise AssertionError(SCENARIO)
