@@ -4,8 +4,10 @@ The baseline exports through the SDK's ``BatchSpanProcessor``; the lifecycle
 side through its own export stage, both to a no-op exporter, so the difference
 is everything the processor does per span: tracking, conversation-id
 resolution and queueing. Traces of a root and 9 children (and of a root and 3),
-3 attributes each, with 1 and 2 threads. Then the same processor with 100,000
-traces open against 10: the cost per span must not depend on what is open.
+3 attributes each, with 1 and 2 threads. Then ``on_end`` alone (queueing and
+exporting, the part the export stage replaces), and the same processor with
+100,000 traces open against 10: the cost per span must not depend on what is
+open.
 Run: ``python -m benchmarks.bench_processor``.
 """
 
@@ -55,9 +57,13 @@ def workload(
 
 
 def with_open_traces(count: int) -> SpanProcessor:
-    """A lifecycle processor with ``count`` traces already open (a root each, never ended)."""
+    """A lifecycle processor with ``count`` traces already open (a root each, never ended).
+
+    Its flushes export no in-progress markers: a snapshot visits every open
+    root, a cost per flush, not per span.
+    """
     processor = LifecycleSpanProcessor(
-        NullExporter(), handle_signals=False, max_tracked_spans=count + 100_000
+        NullExporter(), handle_signals=False, max_tracked_spans=count + 100_000, on_flush="none"
     )
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
@@ -65,6 +71,25 @@ def with_open_traces(count: int) -> SpanProcessor:
     for _ in range(count):
         tracer.start_span("open root", attributes=ATTRIBUTES)
     return processor
+
+
+def hooks(processor: SpanProcessor, count: int) -> Callable[[], None]:
+    """A run of the hooks alone: ``on_end`` of ``count`` ended children of one root."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    tracer = provider.get_tracer("hooks")
+    context = trace.set_span_in_context(tracer.start_span("root"))
+    ended = []
+    for _ in range(count):
+        span = tracer.start_span("child", context=context, attributes=ATTRIBUTES)
+        span.end()
+        ended.append(span._readable_span())  # type: ignore[attr-defined]
+
+    def run() -> None:
+        for span in ended:
+            processor.on_end(span)
+        processor.force_flush()
+
+    return run
 
 
 def main() -> None:
@@ -93,6 +118,18 @@ def main() -> None:
                 f"1+{children:<6}  {threads:>7}  {timings.best(0) / spans * 1e6:>13.2f}"
                 f"  {timings.best(1) / spans * 1e6:>17.2f}  {timings.ratio(1):>5.2f}"
             )
+    timings = measure(
+        [
+            hooks(BatchSpanProcessor(NullExporter()), args.spans),
+            hooks(LifecycleSpanProcessor(NullExporter(), handle_signals=False), args.spans),
+        ],
+        args.repeats,
+    )
+    print(
+        f"on_end alone (queue and export): plain {timings.best(0) / args.spans * 1e6:.2f},"
+        f" lifecycle {timings.best(1) / args.spans * 1e6:.2f} µs/span,"
+        f" ratio {timings.ratio(1):.2f}"
+    )
     traces = args.spans // 10
     timings = measure(
         [

@@ -2,10 +2,15 @@
 
 The public API is re-exported here; the work is in private modules, one concept each:
 
-- the processor: ``_processor`` (hooks, flush, shutdown), ``_tracking`` (open spans
-  per trace), ``_finalize`` (reasons, ending a live span), ``_watchdog`` (root
-  timeouts), ``_snapshot`` (in-progress markers), ``_conversation`` (conversation
-  ids), ``_stats``, ``_bounded`` (calls within a time budget);
+- the processor: ``_processor`` (hooks, finalizing, flush, shutdown),
+  ``_open_spans`` (the open spans by span id), ``_endings`` (spans with a
+  pending ending: claimed, marked, inherited across fork), ``_finalize``
+  (reasons, stamping a span), ``_export`` (the owned export path),
+  ``_watchdog`` (root timeouts), ``_snapshot`` (in-progress markers),
+  ``_conversation`` (conversation ids), ``_stats``, ``_bounded`` (calls within
+  a time budget);
+- operating it: ``_active`` (the live processors), ``_metrics`` (the counts as
+  OpenTelemetry metrics), ``_summary`` (one log line per batch finalized);
 - process exits: ``_exits`` (signals, excepthooks, atexit, fork), ``_journal``,
   ``_journal_store``, ``_journal_record`` and ``_recover`` (the crash journal);
 - setup: ``_settings`` (every environment variable), ``_configure``,
@@ -20,6 +25,7 @@ The public API is re-exported here; the work is in private modules, one concept 
 
 from __future__ import annotations
 
+from otel_lifecycle._active import processors
 from otel_lifecycle._configure import configure
 from otel_lifecycle._console import ConsoleTreeSpanExporter
 from otel_lifecycle._conversation import conversation
@@ -43,6 +49,7 @@ __all__ = [
     "configure",
     "conversation",
     "fail",
+    "processors",
     "recover",
     "set_output",
     "span",

@@ -22,10 +22,11 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_lifecycle._entry_points import find_entry_points
+from otel_lifecycle._export import FanOutExporter
 from otel_lifecycle._instrument import attach
 from otel_lifecycle._processor import LifecycleSpanProcessor
 from otel_lifecycle._settings import load_settings, otlp_traces_protocol
@@ -71,22 +72,17 @@ def trace_exporters(environ: Mapping[str, str] | None = None) -> list[SpanExport
     return exporters
 
 
-def _fan_out(exporters: list[SpanExporter]) -> SpanExporter | SpanProcessor:
-    if len(exporters) == 1:
-        return exporters[0]
-    fan_out = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
-    for exporter in exporters:
-        fan_out.add_span_processor(BatchSpanProcessor(exporter))
-    return fan_out
+def _fan_out(exporters: list[SpanExporter]) -> SpanExporter:
+    return exporters[0] if len(exporters) == 1 else FanOutExporter(exporters)
 
 
 def configure(**overrides: Any) -> TracerProvider:
     """Build a TracerProvider from the standard environment and set it as the global provider.
 
     One ``LifecycleSpanProcessor`` (``overrides`` are its keywords) sits in front
-    of all the exporters: a single exporter is wrapped in its batch processor, several
-    share one processor over a fan-out of batch processors, so each span is tracked
-    and finalized once whatever the number of exporters. With
+    of all the exporters, through its own export stage (several exporters share it
+    through a fan-out), so each span is tracked and finalized once whatever the
+    number of exporters. With
     ``OTEL_LIFECYCLE_ENABLED=false`` the exporters get plain ``BatchSpanProcessor``\\s.
 
     If the global provider already is an SDK ``TracerProvider`` (a second call, or

@@ -83,9 +83,9 @@ def instrument_verdict(settings: Settings, environ: Mapping[str, str]) -> Findin
         return Finding(
             "no: opentelemetry-instrument is not installed (pip install opentelemetry-distro)"
         )
-    if not (_registered(_CONFIGURATOR_GROUP) and _registered("opentelemetry_post_instrument")):
+    if not _registered("opentelemetry_post_instrument"):
         return Finding(
-            "no: the otel_lifecycle entry points are not installed (reinstall otel-lifecycle)",
+            "no: the otel_lifecycle entry point is not installed (reinstall otel-lifecycle)",
             problem=True,
         )
     if environ.get(_CONFIG_FILE_VARIABLE, "").strip():
@@ -98,18 +98,21 @@ def instrument_verdict(settings: Settings, environ: Mapping[str, str]) -> Findin
     if selected is not None and selected not in installed:
         return Finding(
             f"no: {_CONFIGURATOR_VARIABLE}={selected!r} names no installed configurator "
-            f"(installed: {', '.join(installed)}), so opentelemetry-instrument runs none and "
-            f"nothing sets an SDK tracer provider; set {_CONFIGURATOR_VARIABLE}={_NAME}",
+            f"(installed: {', '.join(installed) or 'none'}), so opentelemetry-instrument runs "
+            f"none and nothing sets an SDK tracer provider; unset {_CONFIGURATOR_VARIABLE}"
+            + (" (otel_lifecycle needs no configurator of its own)" if selected == _NAME else ""),
             problem=True,
         )
     configurator = selected or _first_configurator()
-    if configurator == _NAME:
-        return Finding("yes, in front of every exporter (the otel_lifecycle configurator)")
+    if configurator is None:
+        return Finding(
+            "no: no configurator is installed, so nothing sets an SDK tracer provider "
+            "(pip install opentelemetry-distro)",
+            problem=True,
+        )
     return Finding(
-        f"yes, after instrumentation (post-instrument hook), if the {configurator!r} "
-        "configurator sets an SDK "
-        f"tracer provider; set {_CONFIGURATOR_VARIABLE}={_NAME} to put it in front of "
-        "the exporters"
+        f"yes, after instrumentation (post-instrument hook), in charge of the processors "
+        f"the {configurator!r} configurator registers, if it sets an SDK tracer provider"
     )
 
 

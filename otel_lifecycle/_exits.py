@@ -4,9 +4,14 @@ One registry of live processors (weak references) and one hook of each kind for
 all of them, installed when the first processor registers:
 
 - SIGTERM (main thread only, over SIG_DFL or a Python handler, never over
-  SIG_IGN): finalize every open span with reason ``SIGTERM``, export, then chain:
-  call the previous handler, or restore SIG_DFL and raise the signal again so the
-  process dies by SIGTERM as it would have.
+  SIG_IGN). Over SIG_DFL the process is about to die: finalize every open span
+  with reason ``SIGTERM``, export, restore SIG_DFL and raise the signal again so
+  the process dies by SIGTERM as it would have. Over a Python handler (a server
+  draining, an application shutting down gracefully) start a drain window and
+  chain to it: spans that end during the window are exported as they end; when
+  it ends, a thread finalizes the ones still open with reason ``SIGTERM`` and
+  exports them. The window is the processors' ``drain_timeout``, else the
+  server's own graceful timeout less a margin (``_servers``), else the default.
 - SIGINT (main thread only, over a Python handler): mark every open span ERROR
   with ``error.type="KeyboardInterrupt"`` without ending it, then chain (the
   default handler raises KeyboardInterrupt); ``with`` blocks that unwind end their
@@ -30,6 +35,7 @@ keeps the process from ending past the processors' shutdown timeouts.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import logging
 import multiprocessing
@@ -38,11 +44,14 @@ import os
 import signal
 import sys
 import threading
+import time
 import weakref
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Callable, Union
 
 from otel_lifecycle._finalize import SIGINT, SIGTERM, unhandled
+from otel_lifecycle._servers import drain_of_handler, watch
+from otel_lifecycle._settings import DEFAULT_DRAIN_TIMEOUT
 
 if TYPE_CHECKING:
     from otel_lifecycle._processor import LifecycleSpanProcessor
@@ -65,6 +74,9 @@ class _Hooks:
         self.previous_signal_handlers: dict[int, Handler] = {}
         self.previous_excepthook = sys.excepthook
         self.previous_threading_excepthook = threading.excepthook
+        self.server_drain: float | None = None
+        """The drain window the server running in this process allows, if one said."""
+        self.draining = False
 
     def live(self) -> list[LifecycleSpanProcessor]:
         return list(self.processors)
@@ -100,6 +112,7 @@ def _install_hooks() -> None:
         after_in_child=_after_fork_in_child,
     )
     multiprocessing.util.register_after_fork(_hooks, _after_multiprocessing_fork)
+    watch(_take_over_sigterm, _begin_drain)
 
 
 def _install_signal_handlers() -> None:
@@ -110,19 +123,82 @@ def _install_signal_handlers() -> None:
             continue
         current = signal.getsignal(signum)
         if callable(current) or (signum == signal.SIGTERM and current == signal.SIG_DFL):
+            if signum == signal.SIGTERM:
+                _hooks.server_drain = drain_of_handler(current)
             _hooks.previous_signal_handlers[signum] = current
             signal.signal(signum, _on_signal)
 
 
+def _take_over_sigterm(server_drain: float) -> None:
+    """A server replaced our SIGTERM handler with its own: put ours in front of it again."""
+    _hooks.server_drain = server_drain
+    current = signal.getsignal(signal.SIGTERM)
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.SIGTERM in _hooks.previous_signal_handlers
+        and callable(current)
+        and current is not _on_signal
+    ):
+        _hooks.previous_signal_handlers[signal.SIGTERM] = current
+        signal.signal(signal.SIGTERM, _on_signal)
+
+
+def _drain_window() -> float:
+    for processor in _hooks.live():
+        if processor._handles_signals and processor._drain_timeout is not None:
+            return processor._drain_timeout
+    return DEFAULT_DRAIN_TIMEOUT if _hooks.server_drain is None else _hooks.server_drain
+
+
+def _begin_drain(server_drain: float | None = None) -> None:
+    """SIGTERM reached a process that drains: finalize what is still open when the window ends.
+
+    Called in a signal handler: the waiting thread is started with ``_thread``,
+    which takes none of the locks ``threading`` does (the interrupted code may
+    hold them), and the processors only get an attribute set.
+    """
+    if _hooks.draining:
+        return
+    _hooks.draining = True
+    if server_drain is not None:
+        _hooks.server_drain = server_drain
+    targets = [processor for processor in _hooks.live() if processor._handles_signals]
+    for processor in targets:
+        processor._exit_reason = SIGTERM
+    window = _drain_window()
+    if window > 0:
+        _thread.start_new_thread(_finalize_after, (window,))
+        return
+    for processor in targets:
+        try:
+            processor._end_for_signal(SIGTERM, dying=False)
+        except Exception:  # a signal handler must never fail before chaining
+            _logger.exception("otel_lifecycle: handling SIGTERM failed")
+
+
+def _finalize_after(window: float) -> None:
+    """The drain: spans the application ends meanwhile are exported as it ends them."""
+    time.sleep(window)
+    for processor in _hooks.live():
+        if processor._handles_signals:
+            try:
+                processor._end_after_drain(SIGTERM)
+            except Exception:  # a background thread must not die with a traceback
+                _logger.exception("otel_lifecycle: finalizing after the drain failed")
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     previous = _hooks.previous_signal_handlers.get(signum, signal.SIG_DFL)
-    dying = signum == signal.SIGTERM and not callable(previous)
+    if signum == signal.SIGTERM and callable(previous):
+        _begin_drain()
+        previous(signum, frame)
+        return
     for processor in _hooks.live():
         if not processor._handles_signals:
             continue
         try:
             if signum == signal.SIGTERM:
-                processor._end_for_signal(SIGTERM, dying=dying)
+                processor._end_for_signal(SIGTERM, dying=True)
             else:
                 processor._mark_open_spans(SIGINT)
         except Exception:  # a signal handler must never fail before chaining
@@ -174,6 +250,7 @@ def _after_fork_in_parent() -> None:
 
 def _after_fork_in_child() -> None:
     _hooks.lock = threading.Lock()
+    _hooks.draining = False
     for processor in _hooks.live():
         processor._reset_after_fork()
 

@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_lifecycle._settings import first_warning
 
@@ -292,3 +292,36 @@ def _restart_in_child(reference: Callable[[], ExportStage | None]) -> None:
     stage = reference()
     if stage is not None:
         stage._restart_after_fork()
+
+
+class FanOutExporter(SpanExporter):
+    """Exports each batch to several exporters in turn, so one export stage serves them all.
+
+    One exporter failing or raising does not keep the batch from the others; the
+    result is a failure if any of them failed.
+    """
+
+    def __init__(self, exporters: Sequence[SpanExporter]) -> None:
+        self.exporters = tuple(exporters)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = SpanExportResult.SUCCESS
+        for exporter in self.exporters:
+            try:
+                if exporter.export(spans) is not SpanExportResult.SUCCESS:
+                    result = SpanExportResult.FAILURE
+            except Exception:  # the next exporter still gets the batch
+                _logger.exception("otel_lifecycle: exporter %r failed", exporter)
+                result = SpanExportResult.FAILURE
+        return result
+
+    def shutdown(self) -> None:
+        for exporter in self.exporters:
+            try:
+                exporter.shutdown()
+            except Exception:  # the next exporter still shuts down
+                _logger.exception("otel_lifecycle: exporter %r failed to shut down", exporter)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        flushed = [exporter.force_flush(timeout_millis) for exporter in self.exporters]
+        return all(flushed)  # every exporter flushes, even after one that failed

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span
@@ -102,8 +102,11 @@ class Undo:
         self.reason = reason
 
 
-def stamp(span: Span, reason: Reason, conversation_id: str | None) -> Undo:
+def stamp(span: Span, reason: Reason, conversation_of: Callable[[Span], str | None]) -> Undo:
     """Give the live, open ``span`` ERROR and ``reason``; the caller holds the span's lock.
+
+    ``conversation_of`` gives the id to add when the span has no
+    ``gen_ai.conversation.id`` of its own.
 
     Written straight into the span (``set_attributes`` would take the lock the
     caller holds, and validate values that are ours). Returns what it replaced,
@@ -115,9 +118,11 @@ def stamp(span: Span, reason: Reason, conversation_id: str | None) -> Undo:
     previous = {ERROR_TYPE: get(ERROR_TYPE, _MISSING), FINALIZED_BY: get(FINALIZED_BY, _MISSING)}
     values[ERROR_TYPE] = reason.error_type
     values[FINALIZED_BY] = reason.finalized_by
-    if conversation_id is not None and CONVERSATION_ID not in values:
-        previous[CONVERSATION_ID] = _MISSING
-        values[CONVERSATION_ID] = conversation_id
+    if CONVERSATION_ID not in values:
+        conversation_id = conversation_of(span)
+        if conversation_id is not None:
+            previous[CONVERSATION_ID] = _MISSING
+            values[CONVERSATION_ID] = conversation_id
     undo = Undo(previous, span._status, reason)
     span._status = reason.status
     return undo

@@ -1,16 +1,14 @@
-"""Zero-code setup under ``opentelemetry-instrument``: a configurator and a post-instrument hook.
+"""Zero-code setup under ``opentelemetry-instrument``: the post-instrument hook.
 
-Two entry points, declared in ``pyproject.toml``:
-
-- ``opentelemetry_configurator`` ``otel_lifecycle`` -> :class:`LifecycleConfigurator`.
-  Selected with ``OTEL_PYTHON_CONFIGURATOR=otel_lifecycle``, it is the SDK's own
-  configurator with one change: each exporter named by ``OTEL_TRACES_EXPORTER``
-  is wrapped in a ``LifecycleSpanProcessor`` instead of a ``BatchSpanProcessor``,
-  so open spans are finalized before their exporter shuts down.
-- ``opentelemetry_post_instrument`` ``otel_lifecycle`` -> :func:`post_instrument`.
-  Runs after whichever configurator was loaded; when the global SDK provider has
-  no lifecycle processor yet (another configurator built it), :func:`attach` puts
-  one in charge of the processors that configurator registered.
+The ``opentelemetry_post_instrument`` entry point ``otel_lifecycle`` ->
+:func:`post_instrument` runs after whichever configurator ``opentelemetry-instrument``
+loaded (the distro's, a vendor's): when the global SDK provider has no lifecycle
+processor yet, :func:`attach` puts one in charge of the processors that
+configurator registered. The package declares no configurator of its own: one
+would compete with the distro's for the first place, and make
+``opentelemetry-instrument`` log a line about the loser on every start.
+:class:`LifecycleConfigurator` is for distributions that want the processor built
+in front of each exporter from the start.
 """
 
 from __future__ import annotations
@@ -21,8 +19,9 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from otel_lifecycle._export import FanOutExporter
 from otel_lifecycle._processor import LifecycleSpanProcessor
 from otel_lifecycle._settings import load_settings
 
@@ -47,28 +46,56 @@ def _registered(provider: TracerProvider) -> tuple[SpanProcessor, ...]:
 def attach(provider: TracerProvider, **overrides: Any) -> LifecycleSpanProcessor | None:
     """Put a lifecycle processor in charge of ``provider``'s processors, unless it has one.
 
-    The processors already registered (the configurator's batch processors) become
-    the lifecycle processor's delegate, in their order, and it becomes the
-    provider's only processor: every span reaches them through it, stamped when
-    it was finalized, and they shut down after it has finalized the open spans,
-    whoever calls ``provider.shutdown()``. Returns the processor, or None when the
-    package is disabled or the provider already has one.
+    It becomes the provider's only processor, so it finalizes open spans before
+    anything that exports shuts down, whoever calls ``provider.shutdown()``.
+    When every registered processor is the SDK's ``BatchSpanProcessor`` (what the
+    configurators build), their exporters move to the processor's own export
+    stage (the overload guarantees hold) and the batch processors are retired;
+    otherwise the registered processors become its delegate, in their order.
+    Returns the processor, or None when the package is disabled or the provider
+    already has one.
     """
     if not load_settings().enabled or lifecycle_processors(provider):
         return None
     active = getattr(provider, "_active_span_processor", None)
-    existing = _registered(provider)
     if not isinstance(active, SynchronousMultiSpanProcessor):
         processor = LifecycleSpanProcessor(SpanProcessor(), **overrides)
         provider.add_span_processor(processor)
         return processor
-    delegate = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
-    for registered in existing:
-        delegate.add_span_processor(registered)
-    processor = LifecycleSpanProcessor(delegate, **overrides)
+    processor = LifecycleSpanProcessor(_delegate_for(_registered(provider)), **overrides)
     with active._lock:
         active._span_processors = (processor,)
     return processor
+
+
+def _delegate_for(registered: tuple[SpanProcessor, ...]) -> SpanExporter | SpanProcessor:
+    """The registered processors' exporters if all are batch processors, else the processors."""
+    if registered and all(type(p) is BatchSpanProcessor for p in registered):
+        exporters = [_retire(p) for p in registered]  # type: ignore[arg-type]
+        return exporters[0] if len(exporters) == 1 else FanOutExporter(exporters)
+    delegate = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
+    for p in registered:
+        delegate.add_span_processor(p)
+    return delegate
+
+
+RETIRE_TIMEOUT = 5.0
+"""Seconds to wait for a retired batch processor to export what it had queued."""
+
+
+def _retire(processor: BatchSpanProcessor) -> SpanExporter:
+    """Stop a batch processor's worker without shutting its exporter down; return the exporter.
+
+    Its worker exports what it has queued and exits, before the export stage
+    takes the exporter over (never two callers of ``export()`` at once). Relies on
+    the SDK's private ``BatchProcessor`` (pinned by a test).
+    """
+    batch: Any = processor._batch_processor
+    batch._shutdown = True
+    batch._worker_awaken.set()
+    batch._worker_thread.join(RETIRE_TIMEOUT)
+    exporter: SpanExporter = processor.span_exporter
+    return exporter
 
 
 def _lifecycle_export_processor(exporter: SpanExporter) -> SpanProcessor:

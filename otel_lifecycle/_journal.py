@@ -42,6 +42,7 @@ from otel_lifecycle._journal_store import (
     retire,
     write_batch,
 )
+from otel_lifecycle._summary import report_recovered
 
 _logger = logging.getLogger(__name__)
 
@@ -171,11 +172,7 @@ class Journal:
             return
         self.recovered = len(claimed)
         if self.recovered:
-            _logger.warning(
-                "otel_lifecycle: recovered %s root span(s) of crashed processes from %s",
-                self.recovered,
-                self.path,
-            )
+            report_recovered(self.recovered, self.path)
 
     def _write(self, connection: sqlite3.Connection) -> None:
         """Write the queue in batches; refresh the heartbeat when it is due."""

@@ -71,6 +71,7 @@ from otel_lifecycle._settings import (
 )
 from otel_lifecycle._snapshot import in_progress_marker
 from otel_lifecycle._stats import Counters, LifecycleStats
+from otel_lifecycle._summary import log_finalized
 from otel_lifecycle._watchdog import RootWatchdog
 
 _logger = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class LifecycleSpanProcessor(SpanProcessor):
         clock: Callable[[], float] | None = None,
         journal: str | os.PathLike[str] | None = None,
         handle_signals: bool | None = None,
+        drain_timeout: float | None = None,
     ) -> None:
         settings = load_settings()
         if not isinstance(delegate, (SpanExporter, SpanProcessor)):
@@ -152,6 +154,16 @@ class LifecycleSpanProcessor(SpanProcessor):
             if handle_signals is None
             else check_bool("handle_signals", handle_signals)
         )
+        self._drain_timeout: float | None = (
+            check_seconds("drain_timeout", drain_timeout, allow_zero=True)
+            if drain_timeout is not None
+            else settings.drain_timeout
+            if settings.sources.get("drain_timeout") == "environment"
+            else None
+        )
+        """The drain window after SIGTERM, if set; else the server's, else the default."""
+        self._exit_reason = SHUTDOWN
+        """The reason spans still open at shutdown get: ``SIGTERM`` once one arrived."""
         journal_path = settings.journal if journal is None else check_path("journal", journal)
         self._strict = settings.strict
         self._clock = clock or time.monotonic
@@ -355,6 +367,7 @@ class LifecycleSpanProcessor(SpanProcessor):
                 self._internal_error("finalize", error)
         for error_type, count in ended.items():
             self._counters.finalized(error_type, count)
+        log_finalized(reason, ended)  # one WARNING per batch; safe in a signal handler (RLocks)
         return sum(ended.values())
 
     def _finalize_one(
@@ -369,33 +382,32 @@ class LifecycleSpanProcessor(SpanProcessor):
         ):
             return None
         if in_handler and not _lock_is_free(span):
-            if not dying or self._open.claim(span_id) is None:
-                return None
-            mark = self._endings.get(span_id)
-            used = mark.reason if isinstance(mark, Mark) else reason
-            self._endings[span_id] = EXPORTED
-            copy = stamped(
-                span,
-                used,
-                self._conversations.of_span(span),
-                finalized=True,
-                end_time=time.time_ns(),
-            )
-            self._emit_priority(copy)
-            return used
+            return self._export_held(span, span_id, reason) if dying else None
+        if self._open.claim(span_id) is None:
+            return None
+        endings = self._endings
+        mark = endings.get(span_id) if endings else None
+        used = mark.reason if isinstance(mark, Mark) else reason
+        with span._lock:
+            if not span.is_recording():
+                return None  # the application's end() came first and delivers it
+            claim = Claim(stamp(span, used, self._conversations.of_span), get_ident())
+            endings[span_id] = claim
+        # Whichever end() wins, its on_end takes the claim: consumed if it was this one.
+        span.end()
+        return used if claim.consumed else None
+
+    def _export_held(self, span: Span, span_id: int, reason: Reason) -> Reason | None:
+        """Dying, the span's lock held by the interrupted thread: export a stamped copy now."""
         if self._open.claim(span_id) is None:
             return None
         mark = self._endings.get(span_id)
         used = mark.reason if isinstance(mark, Mark) else reason
+        self._endings[span_id] = EXPORTED
         conversation_id = self._conversations.of_span(span)
-        with span._lock:
-            if not span.is_recording():
-                return None  # the application's end() came first and delivers it
-            claim = Claim(stamp(span, used, conversation_id), get_ident())
-            self._endings[span_id] = claim
-        # Whichever end() wins, its on_end takes the claim: consumed if it was this one.
-        span.end()
-        return used if claim.consumed else None
+        now = time.time_ns()
+        self._emit_priority(stamped(span, used, conversation_id, finalized=True, end_time=now))
+        return used
 
     def _deliver_interrupted_endings(self) -> None:
         """Dying: export spans whose ``end()`` the signal interrupted before they were queued."""
@@ -460,7 +472,7 @@ class LifecycleSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         """Finalize every open span, then flush and shut down the export path. Idempotent."""
-        self._shut_down(SHUTDOWN)
+        self._shut_down(self._exit_reason)
 
     def _shut_down(self, reason: Reason, *, in_handler: bool = False) -> None:
         """Finalize with ``reason``, close the journal, shut the export path down; once, in time."""
@@ -506,6 +518,13 @@ class LifecycleSpanProcessor(SpanProcessor):
             self._stage.flush(deadline - time.monotonic())
         elif not call_within(lambda: self._flush_export(deadline), deadline, "flush"):
             _logger.warning("otel_lifecycle: the span processor did not flush in time")
+
+    def _end_after_drain(self, reason: Reason) -> None:
+        """After the drain window (a thread of its own): finalize what is still open, export."""
+        deadline = time.monotonic() + self._shutdown_timeout
+        self._finalize_all(reason, deadline)
+        if not self._flush_export(deadline):
+            _logger.warning("otel_lifecycle: spans finalized after the drain were not all exported")
 
     def _mark_open_spans(self, reason: Reason) -> None:
         """Record ``reason`` on every open span without ending it or taking any lock (SIGINT)."""

@@ -42,6 +42,9 @@ DEFAULT_CONVERSATION_ID_KEYS: tuple[str, ...] = (
 )
 DEFAULT_MAX_TRACKED_SPANS = 10_000
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+DEFAULT_DRAIN_TIMEOUT = 25.0
+"""Seconds of drain after SIGTERM when no server says otherwise: Kubernetes' default
+grace period of 30 s, less time to export."""
 
 _warned: set[str] = set()
 """Variables whose invalid value was already logged in this process."""
@@ -81,6 +84,13 @@ def _parse_seconds_or_off(text: str) -> float | None:
 def _parse_positive_seconds(text: str) -> float:
     value = float(text.strip())
     if not math.isfinite(value) or value <= 0:
+        raise ValueError
+    return value
+
+
+def _parse_seconds(text: str) -> float:
+    value = float(text.strip())
+    if not math.isfinite(value) or value < 0:
         raise ValueError
     return value
 
@@ -250,6 +260,16 @@ VARIABLES: tuple[Variable[object], ...] = cast(
             "true or false",
             "Finalize open spans on SIGTERM and mark them on SIGINT, then chain the old handler.",
         ),
+        Variable(
+            "OTEL_LIFECYCLE_DRAIN_TIMEOUT",
+            "drain_timeout",
+            _parse_seconds,
+            DEFAULT_DRAIN_TIMEOUT,
+            "seconds (a number >= 0; 0 = finalize at once)",
+            "After SIGTERM to a process that handles it (a server draining), how long spans may "
+            "still end on their own before the open ones are finalized; by default the server's "
+            "own graceful timeout less a margin, where gunicorn or uvicorn says it.",
+        ),
     ),
 )
 
@@ -271,6 +291,7 @@ class Settings:
     redact_keys: tuple[str, ...]
     max_value_length: int
     handle_signals: bool
+    drain_timeout: float
     sources: Mapping[str, Source] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
 

@@ -1,4 +1,8 @@
-"""Counters kept by the processor, and their immutable snapshot."""
+"""Counters kept by the processor, and their immutable snapshot.
+
+What a processor counts is also added to the process's totals, which the
+metrics report (``_metrics``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+
+from otel_lifecycle._metrics import DROPPED, FINALIZED, TOTALS, UNTRACKED, install
 
 
 @dataclass(frozen=True)
@@ -43,12 +49,23 @@ COUNTED = (
     "internal_errors",
 )
 
+_METRIC_OF = {
+    "untracked": (UNTRACKED, "tracking_full"),
+    "started_after_shutdown": (UNTRACKED, "already_shutdown"),
+    "dropped_overflow": (DROPPED, "queue_full"),
+    "dropped_priority": (DROPPED, "priority_full"),
+    "dropped_after_shutdown": (DROPPED, "already_shutdown"),
+}
+"""The metric (and its ``error.type``) of each event in ``COUNTED`` that has one."""
+
 
 class Counters:
     """Event counters. Only rare events are counted, so one lock is cheap.
 
     The lock is reentrant: a signal handler that counts while the thread it
-    interrupted was counting must not deadlock.
+    interrupted was counting must not deadlock. Each count is also added to
+    the process's ``TOTALS``; the first instance creates the metrics'
+    instruments.
     """
 
     __slots__ = ("_finalized", "_lock", "_totals")
@@ -57,16 +74,21 @@ class Counters:
         self._lock = threading.RLock()
         self._finalized: Counter[str] = Counter()
         self._totals: Counter[str] = Counter()
+        install()
 
     def finalized(self, reason: str, count: int) -> None:
         """Count spans finalized for ``reason``."""
         with self._lock:
             self._finalized[reason] += count
+        TOTALS.add(FINALIZED, reason, count)
 
     def add(self, name: str) -> None:
         """Count one event named in ``COUNTED``."""
         with self._lock:
             self._totals[name] += 1
+        metric = _METRIC_OF.get(name)
+        if metric is not None:
+            TOTALS.add(*metric, 1)
 
     def snapshot(self, open_traces: int, open_spans: int) -> LifecycleStats:
         """The counters, with the open counts given by the caller."""

@@ -135,17 +135,12 @@ def test_doctor_shows_the_exporter_protocol_and_endpoint_selected(
     [
         ({"OTEL_LIFECYCLE_ENABLED": "false"}, "no: OTEL_LIFECYCLE_ENABLED is false"),
         (
-            {"OTEL_PYTHON_CONFIGURATOR": "otel_lifecycle"},
-            "yes, in front of every exporter (the otel_lifecycle configurator)",
-        ),
-        (
             {"OTEL_PYTHON_CONFIGURATOR": "configurator"},
-            "yes, after instrumentation (post-instrument hook), if the 'configurator' "
-            "configurator sets an SDK tracer provider; set OTEL_PYTHON_CONFIGURATOR="
-            "otel_lifecycle to put it in front of the exporters",
+            "yes, after instrumentation (post-instrument hook), in charge of the processors "
+            "the 'configurator' configurator registers, if it sets an SDK tracer provider",
         ),
         (
-            {"OTEL_PYTHON_CONFIGURATOR": "otel_lifecycle", "OTEL_CONFIG_FILE": "otel.yaml"},
+            {"OTEL_PYTHON_CONFIGURATOR": "configurator", "OTEL_CONFIG_FILE": "otel.yaml"},
             "yes, after instrumentation (post-instrument hook): OTEL_CONFIG_FILE is set, "
             "so configurators are bypassed",
         ),
@@ -188,16 +183,16 @@ def test_doctor_prints_an_invalid_value_once_marked_invalid() -> None:
 
 
 def test_doctor_reports_a_configurator_that_is_not_installed() -> None:
-    result = run_console_script("doctor", env={"OTEL_PYTHON_CONFIGURATOR": "otel_lifecycel"})
+    result = run_console_script("doctor", env={"OTEL_PYTHON_CONFIGURATOR": "otel_lifecycle"})
     assert (result.returncode, result.stderr) == (1, "")
     (line,) = (line for line in result.stdout.splitlines() if "instrument" in line)
     assert line.startswith(
-        "opentelemetry-instrument: no: OTEL_PYTHON_CONFIGURATOR='otel_lifecycel' names no "
+        "opentelemetry-instrument: no: OTEL_PYTHON_CONFIGURATOR='otel_lifecycle' names no "
         "installed configurator (installed: "
     )
     assert line.endswith(
         "so opentelemetry-instrument runs none and nothing sets an SDK tracer provider; "
-        "set OTEL_PYTHON_CONFIGURATOR=otel_lifecycle"
+        "unset OTEL_PYTHON_CONFIGURATOR (otel_lifecycle needs no configurator of its own)"
     )
 
 

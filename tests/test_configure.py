@@ -10,7 +10,7 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
@@ -18,6 +18,7 @@ import otel_lifecycle
 from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._configure import trace_exporters
 from otel_lifecycle._console import ConsoleTreeSpanExporter
+from otel_lifecycle._export import FanOutExporter
 from otel_lifecycle._instrument import lifecycle_processors
 from otel_lifecycle._receiver import OtlpReceiver
 
@@ -108,7 +109,11 @@ def test_configure_reads_the_sampler_variables(monkeypatch: pytest.MonkeyPatch) 
 def test_one_processor_fans_out_to_several_exporters(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console,otlp")
     [processor] = lifecycle_processors(otel_lifecycle.configure())
-    assert isinstance(processor.delegate, SynchronousMultiSpanProcessor)
+    assert isinstance(processor.delegate, FanOutExporter)
+    assert [type(exporter).__name__ for exporter in processor.delegate.exporters] == [
+        "ConsoleSpanExporter",
+        "OTLPSpanExporter",
+    ]
 
 
 def test_disabled_gives_plain_batch_processors(

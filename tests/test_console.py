@@ -108,11 +108,9 @@ def test_out_must_be_a_stream() -> None:
         ConsoleTreeSpanExporter("stdout")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("configurator", ["otel_lifecycle", "configurator"])
-def test_selected_by_name_under_opentelemetry_instrument(configurator: str) -> None:
+def test_selected_by_name_under_opentelemetry_instrument() -> None:
     env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
     env.update(
-        OTEL_PYTHON_CONFIGURATOR=configurator,
         OTEL_TRACES_EXPORTER="lifecycle_console",
         OTEL_METRICS_EXPORTER="none",
         OTEL_LOGS_EXPORTER="none",

@@ -157,7 +157,10 @@ def test_sigint_ends_every_open_span_with_keyboard_interrupt(receiver: OtlpRecei
 def test_unhandled_exception_is_recorded_on_the_open_root(receiver: OtlpReceiver) -> None:
     outcome = run_app("exception", receiver, "http")
     assert outcome.returncode == 1
-    assert outcome.stderr.rstrip().endswith("ValueError: boom")
+    assert outcome.stderr.endswith(
+        "ValueError: boom\notel_lifecycle: finalized 2 open span(s) at shutdown"
+        " (error.type=ValueError: 1, shutdown: 1)\n"
+    )
     assert {name: reason(span) for name, span in outcome.spans.items()} == {
         "app.root": ("ERROR", "ValueError", "exception"),
         "app.child": SHUT_DOWN,
@@ -219,7 +222,10 @@ def test_unhandled_exception_in_a_thread_is_recorded_on_the_roots_it_started(
 ) -> None:
     outcome = run_app("thread-exception", receiver, "grpc")
     assert outcome.returncode == 0, outcome.stderr
-    assert outcome.stderr.rstrip().endswith("RuntimeError: worker failed")
+    assert outcome.stderr.endswith(
+        "RuntimeError: worker failed\notel_lifecycle: finalized 2 open span(s) at shutdown"
+        " (error.type=RuntimeError: 1, shutdown: 1)\n"
+    )
     assert {name: reason(span) for name, span in outcome.spans.items()} == {
         "thread.root": ("ERROR", "RuntimeError", "exception"),
         "main.root": SHUT_DOWN,

@@ -10,11 +10,17 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import (
+    ConcurrentMultiSpanProcessor,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    TracerProvider,
+)
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_lifecycle import LifecycleSpanProcessor
+from otel_lifecycle import LifecycleConfigurator, LifecycleSpanProcessor
+from otel_lifecycle._export import FanOutExporter
 from otel_lifecycle._instrument import attach, lifecycle_processors, post_instrument
 from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
 
@@ -50,6 +56,7 @@ def run_instrumented(receiver: OtlpReceiver, **variables: str) -> tuple[Received
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
+    assert "Configuration of" not in completed.stderr  # no configurator of ours to displace
     expected = "0" if variables.get("OTEL_LIFECYCLE_ENABLED") == "false" else "1"
     assert completed.stdout.splitlines() == [f"lifecycle_processors={expected}"]
     # The app has exited: everything it exported at exit has been received.
@@ -60,12 +67,14 @@ def run_instrumented(receiver: OtlpReceiver, **variables: str) -> tuple[Received
 @pytest.mark.parametrize(
     "configurator",
     [
-        pytest.param("otel_lifecycle", id="our-configurator"),
-        pytest.param("configurator", id="distro-configurator-post-instrument"),
+        pytest.param(None, id="first-configurator-found"),
+        pytest.param("configurator", id="distro-configurator-selected"),
     ],
 )
-def test_open_root_arrives_finalized_once(receiver: OtlpReceiver, configurator: str) -> None:
-    spans = run_instrumented(receiver, OTEL_PYTHON_CONFIGURATOR=configurator)
+def test_open_root_arrives_finalized_once(receiver: OtlpReceiver, configurator: str | None) -> None:
+    """Through the post-instrument hook, with the configurator found first or the one selected."""
+    selected = {} if configurator is None else {"OTEL_PYTHON_CONFIGURATOR": configurator}
+    spans = run_instrumented(receiver, **selected)
     assert sorted(span.name for span in spans) == ["app.child", "app.root"]
     root = next(span for span in spans if span.name == "app.root")
     assert root.status_code == "ERROR"
@@ -75,11 +84,8 @@ def test_open_root_arrives_finalized_once(receiver: OtlpReceiver, configurator: 
     assert root.resource["service.name"] == "open-root-app"
 
 
-@pytest.mark.parametrize("configurator", ["otel_lifecycle", "configurator"])
-def test_disabled_leaves_the_sdk_as_it_is(receiver: OtlpReceiver, configurator: str) -> None:
-    spans = run_instrumented(
-        receiver, OTEL_PYTHON_CONFIGURATOR=configurator, OTEL_LIFECYCLE_ENABLED="false"
-    )
+def test_disabled_leaves_the_sdk_as_it_is(receiver: OtlpReceiver) -> None:
+    spans = run_instrumented(receiver, OTEL_LIFECYCLE_ENABLED="false")
     assert [span.name for span in spans] == ["app.child"]
     assert "gen_ai.conversation.id" not in spans[0].attributes
 
@@ -100,6 +106,56 @@ def test_attach_adds_one_processor_whose_spans_reach_existing_exporters() -> Non
     [exported] = exporter.get_finished_spans()
     assert exported.attributes is not None
     assert exported.attributes["error.type"] == "shutdown"
+
+
+def test_attach_moves_batch_processors_exporters_to_its_export_stage() -> None:
+    """Batch processors are retired after exporting their queue; their exporters get every span."""
+    first, second = InMemorySpanExporter(), InMemorySpanExporter()
+    batches = [BatchSpanProcessor(first), BatchSpanProcessor(second)]
+    provider = TracerProvider(shutdown_on_exit=False)
+    for batch in batches:
+        provider.add_span_processor(batch)
+    tracer = provider.get_tracer("tests")
+    tracer.start_span("before").end()
+    processor = attach(provider)
+    assert isinstance(processor, LifecycleSpanProcessor)
+    assert isinstance(processor.delegate, FanOutExporter)
+    assert processor.delegate.exporters == (first, second)
+    assert not any(batch._batch_processor._worker_thread.is_alive() for batch in batches)
+    root = tracer.start_span("root")
+    tracer.start_span("child", context=trace.set_span_in_context(root)).end()
+    provider.shutdown()
+    for exporter in (first, second):
+        spans = {span.name: span for span in exporter.get_finished_spans()}
+        assert sorted(spans) == ["before", "child", "root"]
+        assert len(exporter.get_finished_spans()) == 3
+        assert spans["root"].attributes is not None
+        assert spans["root"].attributes["error.type"] == "shutdown"
+
+
+def test_attach_keeps_other_processors_as_its_delegate() -> None:
+    """Processors other than the SDK's batch processor are called through the lifecycle one."""
+    exporter = InMemorySpanExporter()
+    simple = SimpleSpanProcessor(exporter)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(simple)
+    processor = attach(provider)
+    assert isinstance(processor, LifecycleSpanProcessor)
+    assert isinstance(processor.delegate, SynchronousMultiSpanProcessor)
+    assert processor.delegate._span_processors == (simple,)
+
+
+@pytest.mark.usefixtures("global_provider")
+def test_the_configurator_puts_the_processor_in_front_of_each_exporter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LifecycleConfigurator, for distributions: one processor per exporter, owning it."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    LifecycleConfigurator().configure()
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    [processor] = lifecycle_processors(provider)
+    assert type(processor.delegate).__name__ == "ConsoleSpanExporter"
 
 
 def test_attach_does_nothing_when_disabled(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -138,5 +138,7 @@ def test_sdist_and_wheel_install_and_carry_a_working_test_suite(tmp_path: Path) 
         python, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", cwd=unpacked
     )
     test_files = {line.split("::")[0] for line in collected.splitlines() if "::" in line}
-    assert test_files == {f"tests/{path.name}" for path in (ROOT / "tests").glob("test_*.py")}
+    assert test_files == {
+        path.relative_to(ROOT).as_posix() for path in (ROOT / "tests").rglob("test_*.py")
+    }
     assert re.fullmatch(r"\d+ tests collected in [\d.]+s", collected.splitlines()[-1]), collected

@@ -578,3 +578,30 @@ def test_the_app_sets_ok_just_before_the_finalizers_end_wins(make_harness: MakeH
         {"error.type": "shutdown", "otel_lifecycle.finalized_by": "shutdown"},
     )
     assert dict(harness.processor.stats().finalized) == {"shutdown": 1}
+
+
+# The drain window: SIGTERM to an app that handles it gracefully.
+
+
+def test_sigterm_to_a_draining_app_finalizes_only_what_is_open_when_the_window_ends(
+    receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A span ended during the drain is exported as ended; one still open then, as SIGTERM."""
+    monkeypatch.setenv("OTEL_LIFECYCLE_DRAIN_TIMEOUT", "1")
+    outcome = run_app("drain", receiver, send=signal.SIGTERM)
+    assert outcome.returncode == 0, outcome.stderr
+    assert reasons(outcome) == {
+        "drain.quick": ENDED_OK,
+        "drain.slow": SIGTERMED,
+    }
+    assert 1 <= outcome.elapsed < BUDGET + 3
+
+
+def test_a_zero_drain_finalizes_at_once_and_chains_to_the_apps_handler(
+    receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no drain window, both spans are finalized in the handler, before the app goes on."""
+    monkeypatch.setenv("OTEL_LIFECYCLE_DRAIN_TIMEOUT", "0")
+    outcome = run_app("drain", receiver, send=signal.SIGTERM)
+    assert outcome.returncode == 0, outcome.stderr
+    assert reasons(outcome) == {"drain.quick": SIGTERMED, "drain.slow": SIGTERMED}

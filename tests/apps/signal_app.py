@@ -15,6 +15,9 @@ the test signals it. Scenarios:
   flight whose open child the main thread streams tokens to, forever.
 - ``fork``: a span started here is ended in a forked child; both processes exit
   normally.
+- ``drain``: the app handles SIGTERM itself, like a server draining: it ends
+  ``drain.quick`` after the signal, waits until the processor has finalized
+  ``drain.slow`` at the end of its drain window, then exits normally.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ exporter: SpanExporter = (
     if TRANSPORT == "grpc"
     else HttpExporter(endpoint=ENDPOINT)
 )
+
+stopping = threading.Event()
+if SCENARIO == "drain":  # the app's own handler, installed before the processor's
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
 
 provider = TracerProvider()
 provider.add_span_processor(LifecycleSpanProcessor(exporter, shutdown_timeout=float(BUDGET)))
@@ -131,6 +138,19 @@ def fork() -> None:
     print(f"child exit={os.waitstatus_to_exitcode(status)}", flush=True)
 
 
+def drain() -> None:
+    """Handle SIGTERM gracefully: finish the quick request, let the slow one be finalized."""
+    quick = tracer.start_span("drain.quick")
+    slow = tracer.start_span("drain.slow")
+    ready()
+    stopping.wait()
+    quick.set_status(Status(StatusCode.OK))
+    quick.end()
+    while slow.is_recording():  # the app's own idle loop until the drain window ends
+        time.sleep(0.01)
+    provider.shutdown()
+
+
 if __name__ == "__main__":
     if SCENARIO.startswith("hold-lock"):
         hold_lock(SCENARIO.removeprefix("hold-lock").lstrip("-"))
@@ -138,5 +158,7 @@ if __name__ == "__main__":
         stream()
     elif SCENARIO == "fork":
         fork()
+    elif SCENARIO == "drain":
+        drain()
     else:
         raise AssertionError(SCENARIO)

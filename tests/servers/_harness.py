@@ -1,0 +1,292 @@
+"""Run a real server under the real ``opentelemetry-instrument``, exporting to the receiver.
+
+:func:`launch` starts the command in its own process group (the server's master
+and workers), with OTLP/gRPC pointed at the embedded receiver; :func:`wait_ready`
+polls ``/health`` (excluded from tracing) with a deadline. The :class:`Server`
+fires requests from client threads, sends SIGTERM to the master, measures the
+time until it exits and kills the whole process group at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
+
+HERE = Path(__file__).parent
+BIN = Path(sys.executable).parent
+INSTRUMENT = BIN / "opentelemetry-instrument"
+
+GRACEFUL_S = 4
+"""gunicorn ``--graceful-timeout``, uvicorn ``--timeout-graceful-shutdown``."""
+SLOW_S = 30
+"""How long a slow handler runs: far longer than any test."""
+DRAIN_S = 1.5
+"""A request that completes inside the graceful window after SIGTERM."""
+
+
+CONFIGURATORS = [
+    pytest.param("configurator", id="distro-configurator-selected"),
+    pytest.param("", id="package-just-installed"),
+]
+"""``OTEL_PYTHON_CONFIGURATOR``: the distro's selected, or unset (``opentelemetry-instrument``
+takes the first configurator it finds); the post-instrument hook attaches either way."""
+
+SERVER_KIND = 2
+"""OTLP ``SpanKind`` of a SERVER span."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Reply:
+    """What a client thread got: an HTTP status, or the name of the exception raised."""
+
+    path: str
+    status: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class Server:
+    """A process group started by :func:`launch`."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    markers: Path
+    log: Path
+    receiver: OtlpReceiver
+    threads: list[threading.Thread] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
+    sigterm_at: float | None = None
+    exited_at: float | None = None
+
+    def get(self, path: str, timeout: float = 10) -> Reply:
+        reply = Reply(path)
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            reply.status = response.status
+        except (OSError, http.client.HTTPException) as error:
+            reply.error = type(error).__name__
+        finally:
+            connection.close()
+        return reply
+
+    def fire(self, path: str, timeout: float = 15) -> None:
+        """Send ``GET path`` from a new client thread; its reply lands in :attr:`replies`."""
+
+        def send() -> None:
+            self.replies.append(self.get(path, timeout))
+
+        thread = threading.Thread(target=send, name=f"client {path}", daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def quick(self, count: int) -> None:
+        """``count`` concurrent quick requests from client threads, each answered 200."""
+        replies: list[Reply] = []
+        clients = [
+            threading.Thread(target=lambda: replies.append(self.get("/quick")), daemon=True)
+            for _ in range(count)
+        ]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(15)
+        statuses = [reply.status for reply in replies]
+        assert statuses == [200] * count, (replies, self.output())
+
+    def wait_for_markers(self, count: int, timeout: float = 10) -> list[str]:
+        """Wait until ``count`` slow handlers are running; return their markers."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = sorted(path.name for path in self.markers.iterdir())
+            if len(found) >= count:
+                return found
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        pytest.fail(f"{count} slow handlers did not start: {self.output()}")
+
+    def wait_for_output(self, text: str, timeout: float = 15) -> None:
+        """Wait until the process has printed a line ``text`` (its output goes to :attr:`log`)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log.read_text(errors="replace").splitlines():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        pytest.fail(f"the process did not print {text!r}: {self.output()}")
+
+    def terminate(self) -> None:
+        """SIGTERM to the master (the process started), as Kubernetes or systemd sends it."""
+        self.sigterm_at = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, timeout: float) -> int:
+        try:
+            returncode = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the server did not exit {timeout} s after SIGTERM: {self.output()}")
+        self.exited_at = time.monotonic()
+        for thread in self.threads:
+            thread.join(5)
+        return returncode
+
+    @property
+    def sigterm_to_exit(self) -> float:
+        assert self.sigterm_at is not None
+        assert self.exited_at is not None
+        return self.exited_at - self.sigterm_at
+
+    def spans(self, settle: float = 1.0) -> tuple[ReceivedSpan, ...]:
+        """The spans received, once no new one has arrived for ``settle`` seconds (max 5 s)."""
+        deadline = time.monotonic() + 5
+        seen = -1
+        while time.monotonic() < deadline:
+            spans = self.receiver.spans()
+            if len(spans) == seen:
+                return spans
+            seen = len(spans)
+            time.sleep(settle)
+        return self.receiver.spans()
+
+    def output(self) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n--- server output (last 2000 chars) ---\n" + text[-2000:]
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the master and any worker it left behind."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+
+
+StartServer = Callable[[Sequence[str], str], "Server"]
+"""The ``start_server`` fixture: ``start_server(command, configurator)`` -> a ready server."""
+
+
+def server_environment(
+    receiver: OtlpReceiver, configurator: str, markers: Path, endpoint: str | None = None
+) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+    env.update(
+        OTEL_SERVICE_NAME="servers-test",
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint or receiver.grpc_endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_EXPORTER_OTLP_INSECURE="true",
+        OTEL_BSP_SCHEDULE_DELAY="200",
+        OTEL_PYTHON_EXCLUDED_URLS="health",
+        SERVERS_MARKER_DIR=str(markers),
+        PYTHONUNBUFFERED="1",
+    )
+    if configurator:
+        env["OTEL_PYTHON_CONFIGURATOR"] = configurator
+    return env
+
+
+def launch(
+    receiver: OtlpReceiver,
+    directory: Path,
+    command: Sequence[str],
+    configurator: str,
+    endpoint: str | None = None,
+) -> Server:
+    """Start ``opentelemetry-instrument COMMAND`` (``{port}`` replaced), exporting to the receiver.
+
+    ``endpoint`` sends OTLP elsewhere (a collector in front of the receiver). The
+    caller must :meth:`Server.kill` the server whatever happens (the
+    ``start_server`` fixture does).
+    """
+    receiver.clear()
+    directory.mkdir(parents=True)
+    markers = directory / "markers"
+    markers.mkdir()
+    log = directory / "server.log"
+    port = free_port()
+    argv = [str(INSTRUMENT), *(part.format(port=port) for part in command)]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            argv,
+            cwd=HERE,
+            env=server_environment(receiver, configurator, markers, endpoint),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Server(process, port, markers, log, receiver)
+
+
+def wait_ready(server: Server, timeout: float = 15) -> Server:
+    """Poll ``GET /health`` (not traced) until it answers 200, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"the server exited with {server.process.returncode}: {server.output()}")
+        if server.get("/health", timeout=1).status == 200:
+            return server
+        time.sleep(0.1)
+    pytest.fail(f"the server did not answer /health within {timeout} s: {server.output()}")
+
+
+def server_spans(spans: Sequence[ReceivedSpan], name: str) -> list[ReceivedSpan]:
+    return [span for span in spans if span.kind == SERVER_KIND and span.name == name]
+
+
+def describe(spans: Sequence[ReceivedSpan]) -> str:
+    """One line per span, for assertion messages."""
+    return "\n".join(
+        f"{span.name} kind={span.kind} {span.status_code} "
+        f"error.type={span.attributes.get('error.type')} "
+        f"finalized_by={span.attributes.get('otel_lifecycle.finalized_by')} "
+        f"span_id={span.span_id} {span.duration_ms:.0f} ms"
+        for span in spans
+    )
+
+
+def assert_no_duplicates(spans: Sequence[ReceivedSpan]) -> None:
+    ids = [span.span_id for span in spans]
+    assert len(ids) == len(set(ids)), f"a span arrived more than once:\n{describe(spans)}"
+
+
+def assert_ended_by_app(spans: Sequence[ReceivedSpan], count: int, what: str) -> None:
+    """``count`` SERVER spans, each as the instrumentation ended it (not ERROR)."""
+    assert len(spans) == count, f"{what}: expected {count} spans, got {len(spans)}"
+    for span in spans:
+        assert span.status_code in ("UNSET", "OK"), f"{what} marked {span.status_code}"
+        assert "otel_lifecycle.finalized_by" not in span.attributes, what
+
+
+def assert_sigterm(spans: Sequence[ReceivedSpan], count: int, what: str) -> None:
+    """``count`` SERVER spans, each ERROR with ``error.type == "SIGTERM"``."""
+    assert len(spans) == count, f"{what}: expected {count} spans, got {len(spans)}"
+    for span in spans:
+        assert span.status_code == "ERROR", f"{what} arrived {span.status_code}"
+        assert span.attributes.get("error.type") == "SIGTERM", what

@@ -1,0 +1,119 @@
+"""Through a real collector: ``rotel`` (an OpenTelemetry collector shipped on PyPI).
+
+The app runs under ``opentelemetry-instrument`` and exports OTLP/gRPC to a rotel
+agent on loopback, whose OTLP/gRPC exporter forwards to the embedded receiver.
+The root the app still runs at SIGTERM must arrive through the collector,
+finalized. Skipped unless the ``rotel`` package is installed, or ``ROTEL_AGENT``
+names its ``rotel-agent`` binary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from otel_lifecycle._receiver import OtlpReceiver
+
+from ._harness import CONFIGURATORS, HERE, describe, free_port, launch
+
+pytestmark = pytest.mark.timeout(40)
+
+
+def rotel_agent() -> Path | None:
+    if os.environ.get("ROTEL_AGENT"):
+        return Path(os.environ["ROTEL_AGENT"])
+    spec = importlib.util.find_spec("rotel")
+    if spec is None or spec.origin is None:
+        return None
+    agent = Path(spec.origin).parent / "rotel-agent"
+    return agent if agent.exists() else None
+
+
+@pytest.fixture
+def collector(receiver: OtlpReceiver, tmp_path: Path) -> Iterator[str]:
+    """A rotel agent forwarding to the receiver; yields its OTLP/gRPC endpoint."""
+    agent = rotel_agent()
+    if agent is None:
+        pytest.skip("rotel is not installed (pip install rotel) and ROTEL_AGENT is not set")
+    grpc_port, http_port = free_port(), free_port()
+    log = tmp_path / "rotel.log"
+    command = [
+        str(agent),
+        "start",
+        "--otlp-grpc-endpoint",
+        f"127.0.0.1:{grpc_port}",
+        "--otlp-http-endpoint",
+        f"127.0.0.1:{http_port}",
+        "--exporter",
+        "otlp",
+        "--otlp-exporter-endpoint",
+        receiver.grpc_endpoint,
+        "--otlp-exporter-protocol",
+        "grpc",
+        "--pid-file",
+        str(tmp_path / "rotel.pid"),
+    ]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", grpc_port), 0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"rotel did not start: {log.read_text(errors='replace')}")
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{grpc_port}"
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(5)
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+
+
+@pytest.mark.parametrize("configurator", CONFIGURATORS)
+def test_a_root_running_at_sigterm_arrives_finalized_through_rotel(
+    receiver: OtlpReceiver, collector: str, tmp_path: Path, configurator: str
+) -> None:
+    app = launch(
+        receiver,
+        tmp_path / "app",
+        [sys.executable, str(HERE / "traced_app.py")],
+        configurator,
+        endpoint=collector,
+    )
+    try:
+        app.wait_for_output("traced-app-ready")
+        app.terminate()
+        returncode = app.wait_exit(10)
+        arrived = receiver.wait_for(
+            lambda spans: any(span.name == "traced.running" for span in spans), 10
+        )
+        spans = app.spans()
+    finally:
+        app.kill()
+    report = f"\n{describe(spans)}{app.output()}"
+
+    assert arrived, report
+    [running] = [span for span in spans if span.name == "traced.running"]
+    assert running.status_code == "ERROR", report
+    assert running.attributes.get("error.type") == "SIGTERM", report
+    assert running.attributes.get("otel_lifecycle.finalized_by") == "signal", report
+    assert running.resource.get("service.name") == "servers-test", report
+    assert returncode == -signal.SIGTERM, report

@@ -1,0 +1,92 @@
+"""gunicorn ``--preload -w 2`` (sync workers) + Flask, under ``opentelemetry-instrument``.
+
+SIGTERM to the master: it closes the listeners, sends SIGTERM to each worker and
+SIGKILLs the workers still alive ``--graceful-timeout`` seconds later. A sync
+worker keeps running its request after SIGTERM, so a request longer than the
+graceful timeout dies with the worker: its SERVER span must still arrive, once,
+ERROR with ``error.type="SIGTERM"``, before the SIGKILL (no journal involved).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ._harness import (
+    BIN,
+    CONFIGURATORS,
+    DRAIN_S,
+    GRACEFUL_S,
+    HERE,
+    SLOW_S,
+    StartServer,
+    assert_ended_by_app,
+    assert_no_duplicates,
+    assert_sigterm,
+    describe,
+    server_spans,
+)
+
+WORKERS = 2
+
+GUNICORN = [
+    str(BIN / "gunicorn"),
+    "--preload",
+    "--workers",
+    str(WORKERS),
+    "--worker-class",
+    "sync",
+    "--graceful-timeout",
+    str(GRACEFUL_S),
+    "--bind",
+    "127.0.0.1:{port}",
+    "--chdir",
+    str(HERE),
+    "--log-level",
+    "info",
+    "flask_app:app",
+]
+
+pytestmark = pytest.mark.timeout(40)
+
+
+@pytest.mark.parametrize("configurator", CONFIGURATORS)
+def test_requests_running_at_sigterm_arrive_once_as_sigterm(
+    start_server: StartServer, configurator: str
+) -> None:
+    server = start_server(GUNICORN, configurator)
+    server.quick(5)
+    for _ in range(3):
+        server.fire(f"/slow?seconds={SLOW_S}")
+    # A sync worker runs one request at a time: two run, the third waits in the backlog.
+    running = server.wait_for_markers(WORKERS)
+    server.terminate()
+    returncode = server.wait_exit(GRACEFUL_S + 6)
+    spans = server.spans()
+    report = f"\n{describe(spans)}\nrunning at SIGTERM: {running}{server.output()}"
+
+    assert_no_duplicates(spans)
+    assert_ended_by_app(server_spans(spans, "GET /quick"), 5, "quick requests" + report)
+    assert_sigterm(server_spans(spans, "GET /slow"), len(running), "slow requests" + report)
+    assert returncode == 0, report  # the master's own exit status after a graceful stop
+    assert server.sigterm_to_exit < GRACEFUL_S + 3, report
+
+
+@pytest.mark.parametrize("configurator", CONFIGURATORS)
+def test_a_request_that_completes_during_the_drain_is_not_an_error(
+    start_server: StartServer, configurator: str
+) -> None:
+    server = start_server(GUNICORN, configurator)
+    server.quick(1)
+    server.fire(f"/slow?seconds={DRAIN_S}")
+    server.wait_for_markers(1)
+    server.terminate()
+    returncode = server.wait_exit(GRACEFUL_S + 6)
+    spans = server.spans()
+    report = f"\n{describe(spans)}\nreplies: {server.replies}{server.output()}"
+
+    assert [reply.status for reply in server.replies] == [200], report
+    assert_no_duplicates(spans)
+    assert_ended_by_app(server_spans(spans, "GET /quick"), 1, "quick request" + report)
+    assert_ended_by_app(server_spans(spans, "GET /slow"), 1, "drained request" + report)
+    assert returncode == 0, report
+    assert server.sigterm_to_exit < GRACEFUL_S, report
