@@ -89,7 +89,15 @@ class Conversations:
     ``memory`` entries: the oldest is forgotten first.
     """
 
-    __slots__ = ("_by_trace", "_fallback", "_key_set", "_memory", "_resolver", "keys")
+    __slots__ = (
+        "_by_trace",
+        "_fallback",
+        "_key_set",
+        "_memory",
+        "_resolver",
+        "_resolves_more",
+        "keys",
+    )
 
     def __init__(
         self,
@@ -102,6 +110,7 @@ class Conversations:
         self._key_set = frozenset(keys)
         self._resolver = resolver
         self._fallback = fallback
+        self._resolves_more = resolver is not None or fallback != "none"
         self._memory = memory
         self._by_trace: dict[int, str] = {}
 
@@ -120,7 +129,7 @@ class Conversations:
                 bag: Mapping[str, object] | None = context.get(_BAGGAGE_KEY)  # type: ignore[assignment]
                 found = (bag and _first(bag, self.keys)) or _current.get()
                 if found is None:
-                    if self._resolver is None and self._fallback == "none":
+                    if not self._resolves_more:
                         return
                     found = self._resolve_or_fall_back(span)
                     if found is None:

@@ -10,9 +10,8 @@ are exported as a :func:`stamped` copy.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from opentelemetry.attributes import BoundedAttributes
@@ -33,11 +32,11 @@ class Reason:
     error_type: str
     finalized_by: str
     description: str
+    status: Status = field(init=False, compare=False, repr=False)
+    """The terminal status: ERROR with the description (one object, compared by identity)."""
 
-    @property
-    def status(self) -> Status:
-        """The terminal status: ERROR with the description."""
-        return _status(self)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(StatusCode.ERROR, self.description))
 
 
 SHUTDOWN = Reason("shutdown", "shutdown", "span not ended before tracer provider shutdown")
@@ -54,11 +53,6 @@ PROCESS_CRASH = Reason(
 )
 
 _BY_NAME = {reason.error_type: reason for reason in (SHUTDOWN, TIMEOUT, FLUSH, SIGTERM)}
-
-
-@functools.lru_cache(maxsize=64)
-def _status(reason: Reason) -> Status:
-    return Status(StatusCode.ERROR, reason.description)
 
 
 def reason_named(name: str) -> Reason:
@@ -129,9 +123,7 @@ def stamp(span: Span, reason: Reason, conversation_of: Callable[[Span], str | No
 
 
 def kept(span: ReadableSpan, undo: Undo) -> ReadableSpan:
-    """The span the finalizer ended, ERROR even if the application set a status meanwhile."""
-    if span.status is undo.reason.status:
-        return span
+    """A copy of the span the finalizer ended, ERROR although the application set a status."""
     return _copy(span, dict(_values(span)), undo.reason.status, None)
 
 

@@ -177,6 +177,9 @@ class LifecycleSpanProcessor(SpanProcessor):
             self._processor = delegate
             self._delegate_on_ending = getattr(delegate, "_on_ending", None)
         self._open = OpenSpans(max_spans)
+        self._spans = self._open.spans
+        """The open spans, read on the hot path (the same dict for the processor's life)."""
+        self._max_spans = max_spans
         self._endings: dict[int, Ending] = {}
         self._snapshotted: set[int] = set()
         self._dropped_by_trace: dict[int, int] = {}
@@ -216,9 +219,8 @@ class LifecycleSpanProcessor(SpanProcessor):
         try:
             if self._accepting:
                 context: SpanContext = span._context  # type: ignore[assignment]
-                open_spans = self._open
-                spans = open_spans.spans
-                if len(spans) < open_spans.max_spans:
+                spans = self._spans
+                if len(spans) < self._max_spans:
                     span_id = context.span_id
                     spans[span_id] = span
                     parent = span._parent
@@ -281,7 +283,7 @@ class LifecycleSpanProcessor(SpanProcessor):
                 self._processor.on_end(span)  # type: ignore[union-attr]
             elif context.trace_flags.sampled and not self._stage.emit(span):
                 self._dropped(context.trace_id)
-            self._open.spans.pop(span_id, None)
+            self._spans.pop(span_id, None)
         except Exception as error:  # noqa: BLE001
             self._internal_error("on_end", error)
 
@@ -316,7 +318,9 @@ class LifecycleSpanProcessor(SpanProcessor):
             if ending.thread != get_ident():
                 return undone(span, ending.undo), False
             ending.consumed = True
-            return kept(span, ending.undo), True
+            if span.status is ending.undo.reason.status:
+                return span, True
+            return kept(span, ending.undo), True  # the application set a status meanwhile
         if ending is EXPORTED:
             self._open.spans.pop(span.context.span_id, None)
             return None
