@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Sequence
@@ -41,11 +42,19 @@ class Timings:
 
 
 def measure(runs: Sequence[Callable[[], None]], repeats: int) -> Timings:
-    """Time each run ``repeats`` times, interleaved, so a slow moment hits all of them alike."""
+    """Time each run ``repeats`` times, interleaved, so a slow moment hits all of them alike.
+
+    The order of the runs is reversed every other repeat, so none of them always
+    follows the same one (and inherits its leftover work), and the garbage of
+    the previous run is collected before each one is timed.
+    """
     samples: list[list[float]] = [[] for _ in runs]
+    order = list(range(len(runs)))
     for _ in range(repeats):
-        for index, run in enumerate(runs):
+        for index in order:
+            gc.collect()
             begin = time.perf_counter()
-            run()
+            runs[index]()
             samples[index].append(time.perf_counter() - begin)
+        order.reverse()
     return Timings(samples)
