@@ -27,7 +27,7 @@ from opentelemetry.context import get_current
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Status, StatusCode, Tracer
 
 from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._conversation import TRACE_MEMORY, Conversations, current_conversation
@@ -257,12 +257,8 @@ def test_a_span_ended_in_a_forked_child_is_exported_once_by_the_child(
     } == {root_id}
 
 
-# 5. After shutdown.
-
-
-@pytest.mark.parametrize("delegate", ["processor", "exporter"])
-def test_spans_started_after_shutdown_are_neither_tracked_nor_kept(delegate: str) -> None:
-    """After shutdown() new spans are only counted: nothing open, nothing keeps them alive."""
+def wired(delegate: str) -> tuple[LifecycleSpanProcessor, InMemorySpanExporter, Tracer]:
+    """A processor over an in-memory exporter (directly, or through a span processor)."""
     exporter = InMemorySpanExporter()
     processor = LifecycleSpanProcessor(
         SimpleSpanProcessor(exporter) if delegate == "processor" else exporter,
@@ -270,7 +266,16 @@ def test_spans_started_after_shutdown_are_neither_tracked_nor_kept(delegate: str
     )
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
-    tracer = provider.get_tracer("tests")
+    return processor, exporter, provider.get_tracer("tests")
+
+
+# 5. After shutdown.
+
+
+@pytest.mark.parametrize("delegate", ["processor", "exporter"])
+def test_spans_started_after_shutdown_are_neither_tracked_nor_kept(delegate: str) -> None:
+    """After shutdown() new spans are only counted: nothing open, nothing keeps them alive."""
+    processor, exporter, tracer = wired(delegate)
     processor.shutdown()
     late = [
         tracer.start_span(f"late.{number}", attributes={"session.id": f"s{number}"})
@@ -428,14 +433,7 @@ def frequent_switches() -> Iterator[None]:
 @pytest.mark.parametrize("delegate", ["processor", "exporter"])
 def test_the_app_ending_a_span_while_the_processor_finalizes_it(delegate: str) -> None:
     """Each of 200 raced spans is exported once, wholly as the app ended it or wholly stamped."""
-    exporter = InMemorySpanExporter()
-    processor = LifecycleSpanProcessor(
-        SimpleSpanProcessor(exporter) if delegate == "processor" else exporter,
-        on_flush="none",
-    )
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(processor)
-    tracer = provider.get_tracer("tests")
+    processor, exporter, tracer = wired(delegate)
     go = threading.Barrier(3, timeout=30)
     done = threading.Barrier(3, timeout=30)
     current: list[trace.Span] = []
@@ -492,7 +490,7 @@ def test_the_app_ending_a_span_while_the_processor_finalizes_it(delegate: str) -
     assert dict(stats.finalized) == ({"shutdown": stamped} if stamped else {})
     assert sum(finalized_per_call) == stamped
     assert (stats.open_traces, stats.open_spans) == (0, 0)
-    provider.shutdown()
+    processor.shutdown()
 
 
 def test_a_span_the_app_ended_first_is_not_finalized(make_harness: MakeHarness) -> None:

@@ -290,3 +290,20 @@ def assert_sigterm(spans: Sequence[ReceivedSpan], count: int, what: str) -> None
     for span in spans:
         assert span.status_code == "ERROR", f"{what} arrived {span.status_code}"
         assert span.attributes.get("error.type") == "SIGTERM", what
+
+
+def assert_a_drained_request_is_not_an_error(server: Server, returncode: int) -> None:
+    """A request that completes during the drain after SIGTERM arrives as the app ended it."""
+    server.quick(1)
+    server.fire(f"/slow?seconds={DRAIN_S}")
+    server.wait_for_markers(1)
+    server.terminate()
+    exited = server.wait_exit(GRACEFUL_S + 6)
+    spans = server.spans()
+    report = f"\n{describe(spans)}\nreplies: {server.replies}{server.output()}"
+    assert [reply.status for reply in server.replies] == [200], report
+    assert_no_duplicates(spans)
+    assert_ended_by_app(server_spans(spans, "GET /quick"), 1, "quick request" + report)
+    assert_ended_by_app(server_spans(spans, "GET /slow"), 1, "drained request" + report)
+    assert exited == returncode, report
+    assert server.sigterm_to_exit < GRACEFUL_S, report

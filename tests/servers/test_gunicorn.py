@@ -14,11 +14,11 @@ import pytest
 from ._harness import (
     BIN,
     CONFIGURATORS,
-    DRAIN_S,
     GRACEFUL_S,
     HERE,
     SLOW_S,
     StartServer,
+    assert_a_drained_request_is_not_an_error,
     assert_ended_by_app,
     assert_no_duplicates,
     assert_sigterm,
@@ -75,18 +75,5 @@ def test_requests_running_at_sigterm_arrive_once_as_sigterm(
 def test_a_request_that_completes_during_the_drain_is_not_an_error(
     start_server: StartServer, configurator: str
 ) -> None:
-    server = start_server(GUNICORN, configurator)
-    server.quick(1)
-    server.fire(f"/slow?seconds={DRAIN_S}")
-    server.wait_for_markers(1)
-    server.terminate()
-    returncode = server.wait_exit(GRACEFUL_S + 6)
-    spans = server.spans()
-    report = f"\n{describe(spans)}\nreplies: {server.replies}{server.output()}"
-
-    assert [reply.status for reply in server.replies] == [200], report
-    assert_no_duplicates(spans)
-    assert_ended_by_app(server_spans(spans, "GET /quick"), 1, "quick request" + report)
-    assert_ended_by_app(server_spans(spans, "GET /slow"), 1, "drained request" + report)
-    assert returncode == 0, report
-    assert server.sigterm_to_exit < GRACEFUL_S, report
+    """A request that ends during the drain is exported as the app ended it."""
+    assert_a_drained_request_is_not_an_error(start_server(GUNICORN, configurator), 0)
