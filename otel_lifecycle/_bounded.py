@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Callable
+
+from otel_lifecycle._threads import background
 
 
 def call_within(function: Callable[[], object], timeout: float, name: str) -> bool:
@@ -18,7 +19,7 @@ def call_within(function: Callable[[], object], timeout: float, name: str) -> bo
     def run() -> None:
         outcome.append(function())
 
-    worker = threading.Thread(target=run, name=f"otel_lifecycle.{name}", daemon=True)
+    worker = background(run, name)
     worker.start()
     worker.join(max(timeout, 0.0))
     return bool(outcome) and outcome[0] is not False

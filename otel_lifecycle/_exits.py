@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Callable, Union
 from otel_lifecycle._finalize import SIGINT, SIGTERM, unhandled
 from otel_lifecycle._servers import drain_of_handler, watch
 from otel_lifecycle._settings import DEFAULT_DRAIN_TIMEOUT
+from otel_lifecycle._threads import block_signals
 
 if TYPE_CHECKING:
     from otel_lifecycle._processor import LifecycleSpanProcessor
@@ -178,6 +179,7 @@ def _begin_drain(server_drain: float | None = None) -> None:
 
 def _finalize_after(window: float) -> None:
     """The drain: spans the application ends meanwhile are exported as it ends them."""
+    block_signals()
     time.sleep(window)
     for processor in _hooks.live():
         if processor._handles_signals:

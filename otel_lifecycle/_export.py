@@ -42,6 +42,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_lifecycle._settings import first_warning
+from otel_lifecycle._threads import background
 
 _logger = logging.getLogger(__name__)
 
@@ -139,12 +140,7 @@ class ExportStage:
         reader, self._writer = socket.socketpair()
         reader.setblocking(False)
         self._writer.setblocking(False)
-        self._worker = threading.Thread(
-            target=_work,
-            args=(weakref.ref(self), reader, self._schedule_delay),
-            name="otel_lifecycle.export",
-            daemon=True,
-        )
+        self._worker = background(_work, "export", weakref.ref(self), reader, self._schedule_delay)
         self._worker.start()
 
     def emit(self, span: ReadableSpan) -> bool:

@@ -43,6 +43,7 @@ from otel_lifecycle._journal_store import (
     write_batch,
 )
 from otel_lifecycle._summary import report_recovered
+from otel_lifecycle._threads import background
 
 _logger = logging.getLogger(__name__)
 
@@ -99,9 +100,7 @@ class Journal:
         self._last_heartbeat = 0
         self._logged: set[str] = set()
         self._connection: sqlite3.Connection | None = None
-        self._thread = threading.Thread(
-            target=self._run, name="otel_lifecycle.journal", daemon=True
-        )
+        self._thread = background(self._run, "journal")
 
     def start(self) -> None:
         """Start the writer thread: open the file, recover crashed roots, then journal."""

@@ -12,6 +12,7 @@ import threading
 from typing import Callable
 
 from otel_lifecycle._open_spans import Root
+from otel_lifecycle._threads import background
 
 
 class RootWatchdog:
@@ -39,9 +40,7 @@ class RootWatchdog:
         self._stopped = False
         self._wake = threading.Event()
         self._check_lock = threading.Lock()
-        self._thread = threading.Thread(
-            target=self._run, name="otel_lifecycle.root_timeouts", daemon=True
-        )
+        self._thread = background(self._run, "root_timeouts")
         self._thread.start()
 
     def stop(self, *, wait: bool = True) -> None:

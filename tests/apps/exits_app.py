@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 
 from opentelemetry import trace
@@ -75,8 +76,10 @@ def child_of(parent: trace.Span, name: str) -> trace.Span:
 
 def wait_for_signal() -> None:
     print("ready", flush=True)
-    signal.pause()
-    raise AssertionError("the signal handlers should not return")
+    # Not signal.pause(): a signal the kernel hands to another thread would not
+    # wake it. The handlers end the process; this loop never ends by itself.
+    while True:
+        time.sleep(0.01)
 
 
 def pool_task(number: int) -> int:

@@ -62,6 +62,16 @@ def ready() -> None:
     print("ready", flush=True)
 
 
+def idle() -> None:
+    """Wait for the signal on the main thread, waking now and then.
+
+    A signal the kernel hands to another thread only sets a flag for the main
+    thread; a main thread blocked on a lock with no timeout would never look.
+    """
+    while True:
+        time.sleep(0.01)
+
+
 def open_in_threads(names: list[str], context: object = None) -> None:
     """Start a daemon thread per name, each inside an open span and blocked on an event."""
     started = threading.Barrier(len(names) + 1)
@@ -100,7 +110,7 @@ def hold_lock(variant: str) -> None:
         elif variant == "event":
             held._events._lock.acquire()  # type: ignore[attr-defined]
         ready()
-        never.wait()
+        idle()
 
 
 def stream() -> None:
@@ -143,7 +153,8 @@ def drain() -> None:
     quick = tracer.start_span("drain.quick")
     slow = tracer.start_span("drain.slow")
     ready()
-    stopping.wait()
+    while not stopping.is_set():
+        time.sleep(0.01)
     quick.set_status(Status(StatusCode.OK))
     quick.end()
     while slow.is_recording():  # the app's own idle loop until the drain window ends
