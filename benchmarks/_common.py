@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import statistics
 import time
 from collections.abc import Sequence
@@ -45,14 +44,14 @@ def measure(runs: Sequence[Callable[[], None]], repeats: int) -> Timings:
     """Time each run ``repeats`` times, interleaved, so a slow moment hits all of them alike.
 
     The order of the runs is reversed every other repeat, so none of them always
-    follows the same one (and inherits its leftover work), and the garbage of
-    the previous run is collected before each one is timed.
+    follows the same one (and inherits its leftover work). No garbage collection
+    is forced between runs: with many objects alive, a forced full collection
+    leaves the next run slower than the application would ever be.
     """
     samples: list[list[float]] = [[] for _ in runs]
     order = list(range(len(runs)))
     for _ in range(repeats):
         for index in order:
-            gc.collect()
             begin = time.perf_counter()
             runs[index]()
             samples[index].append(time.perf_counter() - begin)
