@@ -322,8 +322,7 @@ class LifecycleSpanProcessor(SpanProcessor):
                 return span, True
             return kept(span, ending.undo), True  # the application set a status meanwhile
         if ending is EXPORTED:
-            self._open.spans.pop(span.context.span_id, None)
-            return None
+            return None  # claimed (no longer open) and exported already
         if isinstance(ending, Inherited):
             ending.ended_here()
             return span, False
@@ -389,9 +388,8 @@ class LifecycleSpanProcessor(SpanProcessor):
             return self._export_held(span, span_id, reason) if dying else None
         if self._open.claim(span_id) is None:
             return None
+        used = self._marked_reason(span_id, reason)
         endings = self._endings
-        mark = endings.get(span_id) if endings else None
-        used = mark.reason if isinstance(mark, Mark) else reason
         with span._lock:
             if not span.is_recording():
                 return None  # the application's end() came first and delivers it
@@ -401,12 +399,16 @@ class LifecycleSpanProcessor(SpanProcessor):
         span.end()
         return used if claim.consumed else None
 
+    def _marked_reason(self, span_id: int, reason: Reason) -> Reason:
+        """The reason a signal or an unhandled exception recorded on the span, else ``reason``."""
+        mark = self._endings.get(span_id) if self._endings else None
+        return mark.reason if isinstance(mark, Mark) else reason
+
     def _export_held(self, span: Span, span_id: int, reason: Reason) -> Reason | None:
         """Dying, the span's lock held by the interrupted thread: export a stamped copy now."""
         if self._open.claim(span_id) is None:
             return None
-        mark = self._endings.get(span_id)
-        used = mark.reason if isinstance(mark, Mark) else reason
+        used = self._marked_reason(span_id, reason)
         self._endings[span_id] = EXPORTED
         conversation_id = self._conversations.of_span(span)
         now = time.time_ns()

@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from gunicorn.config import Config
+from gunicorn.workers.base import Worker
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
+from otel_lifecycle._servers import drain_of_handler
 from otel_lifecycle._settings import load_settings
 
 APP = Path(__file__).parent / "apps" / "exits_app.py"
@@ -279,3 +282,15 @@ def test_bad_handle_signals_variable_warns_and_keeps_the_default(
     assert settings.sources["handle_signals"] == "default"
     (record,) = caplog.records
     assert "OTEL_LIFECYCLE_HANDLE_SIGNALS" in record.getMessage()
+
+
+def test_a_gunicorn_workers_handler_gives_its_graceful_timeout_less_the_margin() -> None:
+    """The drain window read from a real gunicorn worker's SIGTERM handler; none from others."""
+    worker = Worker.__new__(Worker)
+    worker.cfg = Config()
+    worker.cfg.set("graceful_timeout", 8)
+    assert drain_of_handler(worker.handle_exit) == 7.0
+    worker.cfg.set("graceful_timeout", 2)
+    assert drain_of_handler(worker.handle_exit) == 1.5
+    assert drain_of_handler(signal.default_int_handler) is None
+    assert drain_of_handler(signal.SIG_DFL) is None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -15,10 +17,11 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from otel_lifecycle import LifecycleSpanProcessor
-from otel_lifecycle._export import batch_settings
+from otel_lifecycle._export import FanOutExporter, batch_settings
 from otel_lifecycle._receiver import OtlpReceiver
 
 DROPPED_DESCENDANTS = "otel_lifecycle.dropped_descendants"
@@ -455,3 +458,37 @@ def test_sdk_batch_helpers_we_rely_on_still_read_the_variables(
         sdk._validate_arguments(10, 1, 11)
     with pytest.raises(ValueError, match="max_queue_size"):
         sdk._validate_arguments(0, 1, 1)
+
+
+class FailingExporter(SpanExporter):
+    """Raises on every call."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        raise RuntimeError("collector down")
+
+    def shutdown(self) -> None:
+        raise RuntimeError("collector down")
+
+
+def test_a_fan_out_keeps_serving_the_other_exporters_when_one_fails() -> None:
+    """One exporter raising fails the batch, but the next still gets it and shuts down."""
+    healthy = InMemorySpanExporter()
+    fan_out = FanOutExporter([FailingExporter(), healthy])
+    span = ReadableSpan("one", context=trace.SpanContext(1, 2, is_remote=False))
+    assert fan_out.export([span]) is SpanExportResult.FAILURE
+    assert [exported.name for exported in healthy.get_finished_spans()] == ["one"]
+    assert fan_out.export([]) is SpanExportResult.FAILURE
+    fan_out.shutdown()
+    assert healthy.export([span]) is SpanExportResult.FAILURE  # shut down
+
+
+def test_the_export_worker_leaves_sigterm_and_sigint_to_other_threads() -> None:
+    """The worker blocks both signals, so the kernel hands them to a thread that handles them."""
+    processor = LifecycleSpanProcessor(InMemorySpanExporter())
+    [worker] = [t for t in threading.enumerate() if t.name == "otel_lifecycle.export"]
+    status = Path(f"/proc/self/task/{worker.native_id}/status").read_text()
+    [mask] = [line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")]
+    blocked = int(mask, 16)
+    assert blocked & (1 << (signal.SIGTERM - 1))
+    assert blocked & (1 << (signal.SIGINT - 1))
+    processor.shutdown()
