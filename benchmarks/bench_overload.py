@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_lifecycle import LifecycleSpanProcessor
-from otel_lifecycle._receiver import OtlpReceiver
+from otel_lifecycle._cli.receiver import OtlpReceiver
 
 SIDES = ("plain", "lifecycle")
 

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from otel_lifecycle._cli import main
+from otel_lifecycle._cli.main import main
 
 sys.exit(main())

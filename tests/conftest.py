@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 
 from otel_lifecycle import LifecycleSpanProcessor
-from otel_lifecycle._run import environment_capture
-from otel_lifecycle._settings import reset_warnings
+from otel_lifecycle._api.run import environment_capture
+from otel_lifecycle._settings.environment import reset_warnings
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otel_lifecycle
 from otel_lifecycle import LifecycleSpanProcessor
-from otel_lifecycle._instrument import lifecycle_processors
+from otel_lifecycle._setup.instrument import lifecycle_processors
 
 
 def test_a_new_processor_is_listed_until_it_is_garbage_collected() -> None:

@@ -12,7 +12,7 @@ from opentelemetry import baggage, trace
 from opentelemetry.context import attach, detach
 
 from otel_lifecycle import conversation
-from otel_lifecycle._conversation import current_conversation
+from otel_lifecycle._core.conversation import current_conversation
 from tests.conftest import Harness
 
 MakeHarness = Callable[..., Harness]

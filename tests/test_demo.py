@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_lifecycle._cli import main
-from otel_lifecycle._demo import (
+from otel_lifecycle._cli.main import main
+from otel_lifecycle._cli.demo import (
     MODES,
     OrphanGroup,
     RunResult,
@@ -17,8 +17,8 @@ from otel_lifecycle._demo import (
     endpoint_problem,
     run_demo,
 )
-from otel_lifecycle._demo_app import SCENARIOS, SETTINGS
-from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
+from otel_lifecycle._cli.demo_app import SCENARIOS, SETTINGS
+from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 
 OTEL_LIFECYCLE = Path(sys.executable).parent / "otel-lifecycle"
 

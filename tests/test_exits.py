@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_lifecycle import LifecycleSpanProcessor
-from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
-from otel_lifecycle._servers import drain_of_handler
-from otel_lifecycle._settings import load_settings
+from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
+from otel_lifecycle._process.servers import drain_of_handler
+from otel_lifecycle._settings.environment import load_settings
 
 APP = Path(__file__).parent / "apps" / "exits_app.py"
 ROOT = Path(__file__).parent.parent

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
+from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 
 APP = Path(__file__).parent / "apps" / "journal_app.py"
 CLI = Path(sys.executable).with_name("otel-lifecycle")

@@ -1,4 +1,4 @@
-"""Tests for ``otel_lifecycle._sanitize``: conversion, redaction, bounds and robustness."""
+"""Tests for ``otel_lifecycle._api.sanitize``: conversion, redaction, bounds and robustness."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from otel_lifecycle._sanitize import (
+from otel_lifecycle._api.sanitize import (
     DEFAULT_MAX_VALUE_LENGTH,
     DEFAULT_REDACT_KEYS,
     REDACTED,

@@ -9,7 +9,7 @@ from typing import Callable
 import pytest
 
 import otel_lifecycle
-from otel_lifecycle._settings import VARIABLES, Variable, load_settings
+from otel_lifecycle._settings.environment import VARIABLES, Variable, load_settings
 from tests.conftest import Harness
 
 BY_NAME = {variable.name: variable for variable in VARIABLES}

@@ -14,8 +14,8 @@ from opentelemetry.trace import StatusCode
 
 import otel_lifecycle
 from otel_lifecycle import LifecycleSpanProcessor, span, traced
-from otel_lifecycle._receiver import OtlpReceiver, ReceivedSpan
-from otel_lifecycle._settings import load_settings
+from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
+from otel_lifecycle._settings.environment import load_settings
 from tests.conftest import Harness
 from tests.test_traced import assert_error, attrs, exception_events, input_of, output_of
 
@@ -273,7 +273,7 @@ def test_capture_off_by_environment_and_an_argument_overrides_it(
             "OTEL_LIFECYCLE_REDACT_KEYS",
             " , ",
             "redact_keys",
-            otel_lifecycle._sanitize.DEFAULT_REDACT_KEYS,
+            otel_lifecycle._api.sanitize.DEFAULT_REDACT_KEYS,
         ),
         ("OTEL_LIFECYCLE_MAX_VALUE_LENGTH", "63", "max_value_length", 4096),
         ("OTEL_LIFECYCLE_MAX_VALUE_LENGTH", "lots", "max_value_length", 4096),

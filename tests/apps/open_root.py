@@ -9,7 +9,7 @@ from __future__ import annotations
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_lifecycle._instrument import lifecycle_processors
+from otel_lifecycle._setup.instrument import lifecycle_processors
 
 tracer = trace.get_tracer("tests.apps.open_root")
 root = tracer.start_span("app.root", attributes={"session.id": "conv-7"})

@@ -1,0 +1,173 @@
+"""Conversation ids: the ``conversation()`` scope and the resolution order.
+
+At ``on_start`` a span's conversation id is the first found of:
+
+1. the span's own start attributes, for the configured keys, in order;
+2. the id already resolved for the span's trace in this process (so children
+   started in thread pools, executors and other tasks inherit it whatever their
+   contextvars, and so do spans started after the trace's root was finalized),
+   for the last ``TRACE_MEMORY`` traces that had an id;
+3. OpenTelemetry baggage in the parent context, same keys, same order;
+4. the innermost ``otel_lifecycle.conversation(...)`` scope;
+5. the ``conversation_id_resolver(span)`` callable, if given;
+6. the fallback: nothing, the trace id in hex, or a new UUID.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Callable, Optional
+
+from opentelemetry.baggage import _BAGGAGE_KEY
+from opentelemetry.context import Context, get_current
+from opentelemetry.sdk.trace import Span
+from opentelemetry.trace import format_trace_id
+
+from otel_lifecycle._core.semconv import CONVERSATION_ID
+from otel_lifecycle._settings.environment import Fallback, check_text
+
+Resolver = Callable[[Span], Optional[str]]
+
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "otel_lifecycle_conversation", default=None
+)
+
+
+@contextmanager
+def conversation(conversation_id: str) -> Iterator[str]:
+    """Scope a conversation id over a block of code.
+
+    Spans started inside the block (in this thread or task, and in tasks it
+    creates) get ``gen_ai.conversation.id`` unless an earlier rule of the
+    resolution order gives them one. The previous scope is restored on exit.
+    """
+    token = _current.set(check_text("conversation_id", conversation_id))
+    try:
+        yield conversation_id
+    finally:
+        _current.reset(token)
+
+
+def current_conversation() -> str | None:
+    """The id of the innermost ``conversation()`` scope, if any."""
+    return _current.get()
+
+
+def live_attributes(span: Span) -> Mapping[str, object]:
+    """The live span's attributes, read without a copy or a lock.
+
+    The SDK's public ``span.attributes`` wraps its ``BoundedAttributes``, whose
+    misses raise ``KeyError`` internally; the plain dict inside is read directly
+    (pinned by a test).
+    """
+    return span._attributes._dict  # type: ignore[union-attr,no-any-return]
+
+
+def _first(values: Mapping[str, object] | None, keys: tuple[str, ...]) -> str | None:
+    """The first non-empty value among ``keys`` in ``values``, as a string."""
+    if values:
+        for key in keys:
+            value = values.get(key)
+            if value is not None and value != "":
+                return str(value)
+    return None
+
+
+TRACE_MEMORY = 16_384
+"""How many traces' conversation ids are remembered (the most recently resolved)."""
+
+
+class Conversations:
+    """Gives each starting span its conversation id, by the resolution order above.
+
+    Rule 2 is a memory of trace id -> conversation id. Only traces that have an id
+    enter it; it outlives the trace's open spans (a span started later in the same
+    trace, after its root was finalized, still gets the id) and is bounded by
+    ``memory`` entries: the oldest is forgotten first.
+    """
+
+    __slots__ = (
+        "_by_trace",
+        "_fallback",
+        "_key_set",
+        "_memory",
+        "_resolver",
+        "_resolves_more",
+        "keys",
+    )
+
+    def __init__(
+        self,
+        keys: tuple[str, ...],
+        resolver: Resolver | None,
+        fallback: Fallback,
+        memory: int = TRACE_MEMORY,
+    ) -> None:
+        self.keys = keys
+        self._key_set = frozenset(keys)
+        self._resolver = resolver
+        self._fallback = fallback
+        self._resolves_more = resolver is not None or fallback != "none"
+        self._memory = memory
+        self._by_trace: dict[int, str] = {}
+
+    def on_start(self, span: Span, trace_id: int, parent_context: Context | None) -> None:
+        """Hot path: resolve the id of a span that just started and set it on the span."""
+        attributes = span._attributes._dict  # type: ignore[union-attr]  # live_attributes, inlined
+        # A dict view tests disjointness against a set by walking the smaller of
+        # the two: a constant cost, however many attributes the span has.
+        found = (
+            None if attributes.keys().isdisjoint(self._key_set) else _first(attributes, self.keys)
+        )
+        if found is None:
+            found = self._by_trace.get(trace_id)
+            if found is None:
+                context = get_current() if parent_context is None else parent_context
+                bag: Mapping[str, object] | None = context.get(_BAGGAGE_KEY)  # type: ignore[assignment]
+                found = (bag and _first(bag, self.keys)) or _current.get()
+                if found is None:
+                    if not self._resolves_more:
+                        return
+                    found = self._resolve_or_fall_back(span)
+                    if found is None:
+                        return
+        if CONVERSATION_ID not in attributes:
+            span.set_attribute(CONVERSATION_ID, found)
+        if trace_id not in self._by_trace:
+            self._remember(trace_id, found)
+
+    def of_span(self, span: Span) -> str | None:
+        """The conversation id of a live span: its own attributes, else its trace's."""
+        return _first(live_attributes(span), self.keys) or self._by_trace.get(span.context.trace_id)
+
+    def of_trace(self, trace_id: int) -> str | None:
+        """The conversation id remembered for ``trace_id``."""
+        return self._by_trace.get(trace_id)
+
+    def remembered(self) -> int:
+        """How many traces' ids are remembered now."""
+        return len(self._by_trace)
+
+    def _remember(self, trace_id: int, conversation_id: str) -> None:
+        by_trace = self._by_trace
+        by_trace.setdefault(trace_id, conversation_id)
+        while len(by_trace) > self._memory:
+            try:
+                by_trace.pop(next(iter(by_trace)), None)
+            except (RuntimeError, StopIteration):  # another thread changed it: look again
+                continue
+
+    def _resolve_or_fall_back(self, span: Span) -> str | None:
+        """Rules 5 and 6: the resolver, then the fallback."""
+        found = None
+        if self._resolver is not None:
+            resolved = self._resolver(span)
+            found = str(resolved) if resolved is not None and resolved != "" else None
+        if found is not None or self._fallback == "none":
+            return found
+        if self._fallback == "trace_id":
+            return format_trace_id(span.context.trace_id)
+        return str(uuid.uuid4())

@@ -1,0 +1,91 @@
+"""What to do when a particular span ends: the few spans that are not ended the ordinary way.
+
+The processor keeps one dict, span id -> ending, and looks at it in ``on_end``
+only while it is not empty, so ordinary spans pay one truth test:
+
+- :class:`Claim`: a finalizer stamped the span and is ending it. Only the
+  finalizer's own ``end()`` (same thread) consumes it; if the application's
+  ``end()`` won the race, the stamp is undone on the exported copy, so the span
+  is exported as the application ended it.
+- :class:`Mark`: a signal or an unhandled exception was recorded while the span
+  was open. If the application ends it without a status, it gets this reason;
+  if a finalizer ends it, the finalizer uses this reason.
+- :class:`Inherited`: in a forked child, a span the parent started. The child
+  exports it if it ends it here, and ticks a byte in memory shared with the
+  parent, which then no longer finalizes it: a span belongs to the process that
+  ends it.
+- :data:`EXPORTED`: a dying process already exported a copy of the span (its
+  lock was held by the interrupted thread); a later ``end()`` exports nothing.
+"""
+
+from __future__ import annotations
+
+import mmap
+from dataclasses import dataclass, field
+from typing import Union
+
+from otel_lifecycle._core.finalize import Reason, Undo
+
+
+class Claim:
+    """A finalizer in ``thread`` stamped the span and is ending it; ``undo`` reverts the stamp."""
+
+    __slots__ = ("consumed", "thread", "undo")
+
+    def __init__(self, undo: Undo, thread: int) -> None:
+        self.undo = undo
+        self.thread = thread
+        self.consumed = False
+
+
+@dataclass(frozen=True)
+class Mark:
+    """``reason`` was recorded on the open span (SIGINT, an unhandled exception)."""
+
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class Inherited:
+    """In a forked child: the parent's span at ``index`` of the shared ``region``."""
+
+    region: mmap.mmap
+    index: int
+
+    def ended_here(self) -> None:
+        """Tell the parent this process ended the span."""
+        self.region[self.index] = 1
+
+
+@dataclass(frozen=True)
+class _Exported:
+    """The span was exported already."""
+
+
+EXPORTED = _Exported()
+
+Ending = Union[Claim, Mark, Inherited, _Exported]
+
+
+@dataclass
+class ForkRecord:
+    """In a parent: the spans open when it forked, and the bytes its child ticks for them."""
+
+    span_ids: tuple[int, ...]
+    region: mmap.mmap = field(repr=False)
+
+    @classmethod
+    def of(cls, span_ids: tuple[int, ...]) -> ForkRecord:
+        """A record with a shared, zeroed region of one byte per span."""
+        return cls(span_ids, mmap.mmap(-1, len(span_ids)))
+
+    def ended_in_child(self) -> list[int]:
+        """The span ids a child process ended."""
+        region = self.region
+        return [span_id for index, span_id in enumerate(self.span_ids) if region[index]]
+
+    def inherited(self) -> dict[int, Inherited]:
+        """In the child: an :class:`Inherited` ending per span."""
+        return {
+            span_id: Inherited(self.region, index) for index, span_id in enumerate(self.span_ids)
+        }

@@ -1,0 +1,323 @@
+"""The export stage: ended spans batched to one exporter, with a lane that overflow cannot drop.
+
+Two queues feed one worker thread, the only caller of ``exporter.export()``:
+
+- the **priority lane**: local roots, spans the processor finalized, in-progress
+  markers. Bounded generously, by ``PRIORITY_FACTOR`` times the normal lane's
+  size (65,536 spans by default); the processor's own finalizations wait for
+  room instead of being dropped, and only the application's roots can be
+  refused, when that many wait for the exporter.
+- the **normal lane**: every other span, bounded by ``max_queue_size``
+  (``OTEL_BSP_MAX_QUEUE_SIZE``); when it is full the *new* span is refused and the
+  caller counts the drop. What is already queued is never evicted.
+
+The worker drains the priority lane first, in batches of at most
+``max_export_batch_size``; it wakes every ``schedule_delay`` or as soon as a lane
+holds a full batch. The hot path takes no lock: a ``deque`` append and, once per
+batch, one byte on a socket pair (safe from a signal handler, unlike a
+``threading.Event``, whose lock the interrupted thread may hold). A flush or a
+shutdown waits on an event of its own, so the caller's deadline always holds,
+even when the exporter hangs.
+
+The ``OTEL_BSP_*`` variables are read through the SDK's ``BatchSpanProcessor``
+helpers, so they mean exactly what they mean there; like the SDK,
+``OTEL_BSP_EXPORT_TIMEOUT`` is accepted but cannot interrupt an ``export()`` call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import socket
+import threading
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Callable
+
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from otel_lifecycle._settings.environment import first_warning
+from otel_lifecycle._core.threads import background
+
+_logger = logging.getLogger(__name__)
+
+
+PRIORITY_FACTOR = 32
+"""The priority lane holds this many times ``OTEL_BSP_MAX_QUEUE_SIZE`` spans."""
+
+
+SPEC_DEFAULTS = {
+    "OTEL_BSP_MAX_QUEUE_SIZE": 2048,
+    "OTEL_BSP_SCHEDULE_DELAY": 5000,
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512,
+}
+"""The specification's defaults for the batching variables."""
+
+
+def batch_settings(
+    max_queue_size: int | None,
+    schedule_delay_millis: float | None,
+    max_export_batch_size: int | None,
+) -> tuple[int, float, int]:
+    """The batching settings: each argument, else its ``OTEL_BSP_*`` variable, else the default.
+
+    The variables are parsed by the SDK's own ``BatchSpanProcessor`` helpers (a
+    value that is not a number logs the SDK's message and gives the default). A
+    number that is not positive logs one warning per variable and gives the
+    default, and a batch larger than the queue is cut to the queue's size: a bad
+    variable must not stop the application. Bad arguments raise ``ValueError``.
+    """
+    sdk: Any = BatchSpanProcessor  # its helpers are untyped
+    queue = (
+        _positive("OTEL_BSP_MAX_QUEUE_SIZE", sdk._default_max_queue_size())
+        if max_queue_size is None
+        else max_queue_size
+    )
+    delay = (
+        _positive("OTEL_BSP_SCHEDULE_DELAY", sdk._default_schedule_delay_millis())
+        if schedule_delay_millis is None
+        else schedule_delay_millis
+    )
+    batch = (
+        min(
+            _positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", sdk._default_max_export_batch_size()), queue
+        )
+        if max_export_batch_size is None
+        else max_export_batch_size
+    )
+    sdk._validate_arguments(queue, delay, batch)
+    return int(queue), float(delay), int(batch)
+
+
+def _positive(variable: str, value: float) -> float:
+    if value > 0:
+        return value
+    if first_warning(variable):
+        _logger.warning(
+            "otel_lifecycle: invalid value %s for %s: expected a positive number; using %s",
+            value,
+            variable,
+            SPEC_DEFAULTS[variable],
+        )
+    return SPEC_DEFAULTS[variable]
+
+
+class ExportStage:
+    """Batches ended spans to ``exporter`` from one worker thread; see the module docstring."""
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        *,
+        max_queue_size: int | None = None,
+        schedule_delay_millis: float | None = None,
+        max_export_batch_size: int | None = None,
+    ) -> None:
+        self.exporter = exporter
+        self.max_queue_size, delay_millis, self._batch_size = batch_settings(
+            max_queue_size, schedule_delay_millis, max_export_batch_size
+        )
+        self._schedule_delay = delay_millis / 1000
+        self.priority_limit = PRIORITY_FACTOR * self.max_queue_size
+        self._exporter_shut_down = False
+        self._start()
+        reference = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _restart_in_child(reference))
+
+    def _start(self) -> None:
+        self.normal: deque[ReadableSpan] = deque()
+        self.priority: deque[ReadableSpan] = deque()
+        self._requests: deque[tuple[threading.Event, int]] = deque()
+        self._room_waiters: deque[threading.Event] = deque()
+        self._wake_pending = False
+        self.closed = False
+        self._stopping = False
+        reader, self._writer = socket.socketpair()
+        reader.setblocking(False)
+        self._writer.setblocking(False)
+        self._worker = background(_work, "export", weakref.ref(self), reader, self._schedule_delay)
+        self._worker.start()
+
+    def emit(self, span: ReadableSpan) -> bool:
+        """Hot path: queue an ordinary span; False (dropped) when the normal lane is full."""
+        queue = self.normal
+        if len(queue) >= self.max_queue_size or self.closed:
+            return False
+        queue.append(span)
+        if len(queue) >= self._batch_size and not self._wake_pending:
+            self.wake()
+        return True
+
+    def emit_priority(self, span: ReadableSpan) -> bool:
+        """Queue a root, finalized span or marker; False only past ``priority_limit`` or closed."""
+        queue = self.priority
+        if len(queue) >= self.priority_limit or self.closed:
+            return False
+        queue.append(span)
+        if len(queue) >= self._batch_size and not self._wake_pending:
+            self.wake()
+        return True
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Block a finalizer (never the application) until the priority lane has room."""
+        if len(self.priority) < self.priority_limit:
+            return True
+        room = threading.Event()
+        self._room_waiters.append(room)
+        self.wake()
+        return room.wait(max(timeout, 0.0)) or len(self.priority) < self.priority_limit
+
+    def wake(self) -> None:
+        """Wake the worker: one byte on the socket pair, no lock (signal-handler safe)."""
+        self._wake_pending = True
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._writer.send(b"\0")  # fails only when wake-ups fill the buffer, or once stopped
+
+    def flush(self, timeout: float) -> bool:
+        """Export everything queued now; False if that did not finish within ``timeout``."""
+        if self._stopping:
+            return False
+        done = threading.Event()
+        self._requests.append((done, len(self.priority) + len(self.normal)))
+        self.wake()
+        return done.wait(max(timeout, 0.0))
+
+    def shutdown(self, timeout: float) -> bool:
+        """Refuse new spans, export what is queued, then shut the exporter down, within ``timeout``.
+
+        If the worker does not finish in time (a hung exporter), the exporter is
+        shut down from here and whatever is still queued is left unexported.
+        """
+        self.closed = True
+        finished = self.flush(timeout) if not self._stopping else True
+        self._stopping = True
+        self.wake()
+        self._writer.close()
+        if not finished:
+            _logger.warning("otel_lifecycle: the exporter did not finish exporting in time")
+        self._shut_exporter_down()
+        return finished
+
+    def _shut_exporter_down(self) -> None:
+        if self._exporter_shut_down:
+            return
+        self._exporter_shut_down = True
+        try:
+            self.exporter.shutdown()
+        except Exception:  # a failing exporter must not break shutdown
+            _logger.exception("otel_lifecycle: exporter shutdown failed")
+
+    def _round(self, woken: bool) -> bool:
+        """One round of the worker after it wakes; False once the stage is stopping.
+
+        A timed-out round exports everything queued; a woken one exports every
+        full batch and whatever flush requests ask for. Each flush request is
+        answered as soon as the spans queued when it was made are exported.
+        """
+        self._wake_pending = False
+        if self._stopping:
+            return False
+        exported = 0
+        wanted = 0 if woken else len(self.priority) + len(self.normal)
+        pending: list[tuple[threading.Event, int]] = []
+        while True:
+            while self._requests:
+                done, count = self._requests.popleft()
+                pending.append((done, exported + count))
+                wanted = max(wanted, exported + count)
+            batch = self._next_batch(full_only=exported >= wanted)
+            for request in [request for request in pending if request[1] <= exported or not batch]:
+                request[0].set()
+                pending.remove(request)
+            if not batch:
+                return True
+            self._export_batch(batch)
+            exported += len(batch)
+            for _ in range(len(self._room_waiters)):
+                self._room_waiters.popleft().set()
+
+    def _next_batch(self, *, full_only: bool) -> list[ReadableSpan]:
+        """Up to one batch, priority lane first (only the worker pops, so lengths only grow)."""
+        size, priority, normal = self._batch_size, self.priority, self.normal
+        if full_only and len(priority) + len(normal) < size:
+            return []
+        batch = [priority.popleft() for _ in range(min(size, len(priority)))]
+        batch += [normal.popleft() for _ in range(min(size - len(batch), len(normal)))]
+        return batch
+
+    def _export_batch(self, batch: Sequence[ReadableSpan]) -> None:
+        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            self.exporter.export(batch)
+        except Exception:  # the exporter's failure must not kill the worker
+            _logger.exception("otel_lifecycle: exception while exporting spans")
+        finally:
+            detach(token)
+
+    def _restart_after_fork(self) -> None:
+        """In a forked child: the parent's queued spans are the parent's; start a new worker."""
+        if not self.closed:
+            self._start()
+
+
+def _work(reference: Callable[[], ExportStage | None], reader: socket.socket, delay: float) -> None:
+    """The worker loop. It holds the stage only during a round, never while it waits,
+    so a stage nobody uses any more is collected (its socket closes and wakes the loop).
+    """
+    try:
+        while True:
+            woken = bool(select.select([reader], [], [], delay)[0])
+            if woken:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    while reader.recv(4096):
+                        pass
+            stage = reference()
+            if stage is None or not stage._round(woken):
+                return
+            del stage
+    finally:
+        reader.close()
+
+
+def _restart_in_child(reference: Callable[[], ExportStage | None]) -> None:
+    stage = reference()
+    if stage is not None:
+        stage._restart_after_fork()
+
+
+class FanOutExporter(SpanExporter):
+    """Exports each batch to several exporters in turn, so one export stage serves them all.
+
+    One exporter failing or raising does not keep the batch from the others; the
+    result is a failure if any of them failed.
+    """
+
+    def __init__(self, exporters: Sequence[SpanExporter]) -> None:
+        self.exporters = tuple(exporters)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = SpanExportResult.SUCCESS
+        for exporter in self.exporters:
+            try:
+                if exporter.export(spans) is not SpanExportResult.SUCCESS:
+                    result = SpanExportResult.FAILURE
+            except Exception:  # the next exporter still gets the batch
+                _logger.exception("otel_lifecycle: exporter %r failed", exporter)
+                result = SpanExportResult.FAILURE
+        return result
+
+    def shutdown(self) -> None:
+        for exporter in self.exporters:
+            try:
+                exporter.shutdown()
+            except Exception:  # the next exporter still shuts down
+                _logger.exception("otel_lifecycle: exporter %r failed to shut down", exporter)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        flushed = [exporter.force_flush(timeout_millis) for exporter in self.exporters]
+        return all(flushed)  # every exporter flushes, even after one that failed

@@ -1,0 +1,229 @@
+"""Reasons, and how a span that ended badly is given a terminal status that says why.
+
+One table of reasons. A finalizer calls :func:`stamp` on the live span (ERROR,
+``error.type``, ``otel_lifecycle.finalized_by``, the conversation id) while it
+holds the span's lock and sees it open, then ends it with the public ``end()``.
+If the application's own ``end()`` gets in between, the span is exported
+:func:`undone`: as the application ended it. Spans that cannot be stamped live
+are exported as a :func:`stamped` copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import ReadableSpan, Span
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import Status, StatusCode
+
+from otel_lifecycle._core.semconv import CONVERSATION_ID, ERROR_TYPE, FINALIZED_BY
+from otel_lifecycle._settings.environment import check_text
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Reason:
+    """How a span ended badly: ``error.type``, ``otel_lifecycle.finalized_by``, status text."""
+
+    error_type: str
+    finalized_by: str
+    description: str
+    status: Status = field(init=False, compare=False, repr=False)
+    """The terminal status: ERROR with the description (one object, compared by identity)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(StatusCode.ERROR, self.description))
+
+
+SHUTDOWN = Reason("shutdown", "shutdown", "span not ended before tracer provider shutdown")
+TIMEOUT = Reason("timeout", "timeout", "span not ended before its root timeout")
+FLUSH = Reason("flush", "flush", "span not ended before force_flush")
+SIGTERM = Reason("SIGTERM", "signal", "span not ended before the process received SIGTERM")
+SIGINT = Reason(
+    "KeyboardInterrupt", "signal", "span open when the process received SIGINT (KeyboardInterrupt)"
+)
+PROCESS_CRASH = Reason(
+    "process_crash",
+    "process_crash",
+    "span not ended: its process died (recovered from the crash journal)",
+)
+
+_BY_NAME = {reason.error_type: reason for reason in (SHUTDOWN, TIMEOUT, FLUSH, SIGTERM)}
+
+
+def reason_named(name: str) -> Reason:
+    """The reason for a public ``finalize_open_spans(name)`` call."""
+    check_text("reason", name)
+    return _BY_NAME.get(name) or Reason(name, name, f"span not ended: finalized ({name})")
+
+
+def unhandled(exception: BaseException, *, whole_process: bool) -> Reason:
+    """The reason recorded on open roots when ``exception`` escapes a thread or the program."""
+    name = type(exception).__name__
+    where = "the process" if whole_process else "its thread"
+    return Reason(name, "exception", f"span not ended before an unhandled {name} ended {where}")
+
+
+def reason_attributes(
+    reason: Reason, conversation_id: str | None, *, finalized: bool = True
+) -> dict[str, object]:
+    """What a span ended badly gets: ``error.type``, the finalizer, the conversation id."""
+    attributes: dict[str, object] = {ERROR_TYPE: reason.error_type}
+    if finalized:
+        attributes[FINALIZED_BY] = reason.finalized_by
+    if conversation_id is not None:
+        attributes[CONVERSATION_ID] = conversation_id
+    return attributes
+
+
+_MISSING = object()
+
+
+class Undo:
+    """What :func:`stamp` replaced on a live span, to show it as it was if the application wins."""
+
+    __slots__ = ("previous", "reason", "status")
+
+    def __init__(self, previous: dict[str, object], status: Status, reason: Reason) -> None:
+        self.previous = previous
+        """The previous value of each attribute written (:data:`_MISSING` if absent)."""
+        self.status = status
+        """The status before the stamp."""
+        self.reason = reason
+
+
+def stamp(span: Span, reason: Reason, conversation_of: Callable[[Span], str | None]) -> Undo:
+    """Give the live, open ``span`` ERROR and ``reason``; the caller holds the span's lock.
+
+    ``conversation_of`` gives the id to add when the span has no
+    ``gen_ai.conversation.id`` of its own.
+
+    Written straight into the span (``set_attributes`` would take the lock the
+    caller holds, and validate values that are ours). Returns what it replaced,
+    so the exported span can be shown as the application left it if the
+    application's ``end()`` wins the race with the finalizer's.
+    """
+    values = span._attributes._dict  # type: ignore[union-attr]
+    get = values.get
+    previous = {ERROR_TYPE: get(ERROR_TYPE, _MISSING), FINALIZED_BY: get(FINALIZED_BY, _MISSING)}
+    values[ERROR_TYPE] = reason.error_type
+    values[FINALIZED_BY] = reason.finalized_by
+    if CONVERSATION_ID not in values:
+        conversation_id = conversation_of(span)
+        if conversation_id is not None:
+            previous[CONVERSATION_ID] = _MISSING
+            values[CONVERSATION_ID] = conversation_id
+    undo = Undo(previous, span._status, reason)
+    span._status = reason.status
+    return undo
+
+
+def kept(span: ReadableSpan, undo: Undo) -> ReadableSpan:
+    """A copy of the span the finalizer ended, ERROR although the application set a status."""
+    return _copy(span, dict(_values(span)), undo.reason.status, None)
+
+
+def undone(span: ReadableSpan, undo: Undo) -> ReadableSpan:
+    """A copy of the span the application ended first, without what :func:`stamp` wrote.
+
+    A value or status the application set after the stamp is kept.
+    """
+    ours = reason_attributes(undo.reason, None)
+    values = dict(_values(span))
+    for key, value in undo.previous.items():
+        if key in ours and values.get(key) != ours[key]:
+            continue
+        if value is _MISSING:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    status = undo.status if span.status is undo.reason.status else span.status
+    return _copy(span, values, status, None)
+
+
+def stamped(
+    span: ReadableSpan,
+    reason: Reason,
+    conversation_id: str | None,
+    *,
+    finalized: bool,
+    end_time: int | None = None,
+) -> ReadableSpan:
+    """A copy of ``span`` with status ERROR and ``reason``, for export.
+
+    For spans that cannot be stamped live: the application ended them after a
+    reason was recorded (``finalized=False``: a signal, an unhandled exception),
+    or their lock is held by the thread a dying process interrupted
+    (``end_time`` ends the copy). The span's own conversation id is kept.
+    """
+    values = _values(span)
+    if CONVERSATION_ID in values:
+        conversation_id = None
+    extra = reason_attributes(reason, conversation_id, finalized=finalized)
+    return _copy(
+        span,
+        {**values, **extra},
+        reason.status,
+        end_time,
+    )
+
+
+def with_attribute(span: ReadableSpan, key: str, value: int | str) -> ReadableSpan:
+    """A copy of the ended ``span`` with one more attribute."""
+    return _copy(span, {**_values(span), key: value}, span.status, None)
+
+
+def _snapshot(items: Sequence[T]) -> Sequence[T]:
+    """A copy of an SDK ``BoundedList`` taken without its lock, keeping its dropped count.
+
+    The thread a signal interrupted may hold that lock (inside ``add_event``);
+    the exporter reading a copy that shares it would wait forever.
+    """
+    if not isinstance(items, BoundedList):
+        return tuple(items)
+    source: Any = items  # the SDK's internals are untyped
+    copy: Any = BoundedList(None)
+    copy._dq.extend(tuple(source._dq))
+    copy.dropped = source.dropped
+    return copy  # type: ignore[no-any-return]
+
+
+def _values(span: ReadableSpan) -> dict[str, object]:
+    original = span._attributes
+    if isinstance(original, BoundedAttributes):
+        return original._dict  # type: ignore[return-value]
+    return dict(original or {})
+
+
+def _copy(
+    span: ReadableSpan, values: dict[str, object], status: Status, end_time: int | None
+) -> ReadableSpan:
+    """A copy of ``span`` with these attribute ``values``, ``status`` and maybe an end time.
+
+    The values were validated when they were set (ours are strings and ints), so
+    the container is filled directly; the SDK's dropped-attribute count and its
+    event and link lists (with their dropped counts) are kept.
+    """
+    original = span._attributes
+    attributes = BoundedAttributes(maxlen=None, immutable=True)
+    attributes._dict = values  # type: ignore[assignment]
+    if isinstance(original, BoundedAttributes):
+        attributes.dropped = original.dropped
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=_snapshot(span._events),
+        links=_snapshot(span._links),
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time if end_time is None else end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )

@@ -1,0 +1,101 @@
+"""Counters kept by the processor, and their immutable snapshot.
+
+What a processor counts is also added to the process's totals, which the
+metrics report (``_metrics``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from otel_lifecycle._core.metrics import DROPPED, FINALIZED, TOTALS, UNTRACKED, install
+
+
+@dataclass(frozen=True)
+class LifecycleStats:
+    """A snapshot of a ``LifecycleSpanProcessor``'s state, from ``stats()``."""
+
+    open_traces: int
+    """Traces with at least one open span in this process."""
+    open_spans: int
+    """Spans started and not yet ended."""
+    finalized: Mapping[str, int]
+    """Spans the processor finalized, by reason (``error.type``)."""
+    untracked: int
+    """Spans started while ``max_tracked_spans`` spans were open, left untracked."""
+    started_after_shutdown: int
+    """Spans started after ``shutdown()``: not tracked, nothing kept."""
+    dropped_overflow: int
+    """Ordinary (non-root) spans refused because the export queue was full."""
+    dropped_priority: int
+    """Local roots, finalized spans or in-progress markers refused because the priority
+    lane was full (32 x ``OTEL_BSP_MAX_QUEUE_SIZE`` of them waiting for the exporter)."""
+    dropped_after_shutdown: int
+    """Spans that ended after ``shutdown()`` and were not exported."""
+    internal_errors: int
+    """Errors inside the processor that were caught instead of reaching the application."""
+
+
+COUNTED = (
+    "untracked",
+    "started_after_shutdown",
+    "dropped_overflow",
+    "dropped_priority",
+    "dropped_after_shutdown",
+    "internal_errors",
+)
+
+_METRIC_OF = {
+    "untracked": (UNTRACKED, "tracking_full"),
+    "started_after_shutdown": (UNTRACKED, "already_shutdown"),
+    "dropped_overflow": (DROPPED, "queue_full"),
+    "dropped_priority": (DROPPED, "priority_full"),
+    "dropped_after_shutdown": (DROPPED, "already_shutdown"),
+}
+"""The metric (and its ``error.type``) of each event in ``COUNTED`` that has one."""
+
+
+class Counters:
+    """Event counters. Only rare events are counted, so one lock is cheap.
+
+    The lock is reentrant: a signal handler that counts while the thread it
+    interrupted was counting must not deadlock. Each count is also added to
+    the process's ``TOTALS``; the first instance creates the metrics'
+    instruments.
+    """
+
+    __slots__ = ("_finalized", "_lock", "_totals")
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._finalized: Counter[str] = Counter()
+        self._totals: Counter[str] = Counter()
+        install()
+
+    def finalized(self, reason: str, count: int) -> None:
+        """Count spans finalized for ``reason``."""
+        with self._lock:
+            self._finalized[reason] += count
+        TOTALS.add(FINALIZED, reason, count)
+
+    def add(self, name: str) -> None:
+        """Count one event named in ``COUNTED``."""
+        with self._lock:
+            self._totals[name] += 1
+        metric = _METRIC_OF.get(name)
+        if metric is not None:
+            TOTALS.add(*metric, 1)
+
+    def snapshot(self, open_traces: int, open_spans: int) -> LifecycleStats:
+        """The counters, with the open counts given by the caller."""
+        with self._lock:
+            return LifecycleStats(
+                open_traces=open_traces,
+                open_spans=open_spans,
+                finalized=MappingProxyType(dict(self._finalized)),
+                **{name: self._totals[name] for name in COUNTED},
+            )
