@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import otel_lifecycle
-from otel_lifecycle._cli.main import build_parser, main
 from otel_lifecycle._cli.doctor import instrument_verdict, run_doctor
+from otel_lifecycle._cli.main import build_parser, main
 from otel_lifecycle._settings.environment import VARIABLES, load_settings
 
 CLI = Path(sys.executable).with_name("otel-lifecycle")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from otel_lifecycle._cli.main import main
 from otel_lifecycle._cli.demo import (
     MODES,
     OrphanGroup,
@@ -18,6 +17,7 @@ from otel_lifecycle._cli.demo import (
     run_demo,
 )
 from otel_lifecycle._cli.demo_app import SCENARIOS, SETTINGS
+from otel_lifecycle._cli.main import main
 from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 
 OTEL_LIFECYCLE = Path(sys.executable).parent / "otel-lifecycle"

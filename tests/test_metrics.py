@@ -23,9 +23,9 @@ from opentelemetry.util._once import Once
 import otel_lifecycle
 from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._core import metrics as lifecycle_metrics
-from otel_lifecycle._journal.writer import Journal
-from otel_lifecycle._journal.store import LIVE_OWNERS
 from otel_lifecycle._core.metrics import DROPPED, FINALIZED, OPEN, RECOVERED, UNTRACKED
+from otel_lifecycle._journal.store import LIVE_OWNERS
+from otel_lifecycle._journal.writer import Journal
 
 Point = tuple[str, Union[str, None]]
 """An instrument's name and the ``error.type`` of one of its points (None: no attribute)."""

@@ -30,8 +30,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode, Tracer
 
 from otel_lifecycle import LifecycleSpanProcessor
-from otel_lifecycle._core.conversation import TRACE_MEMORY, Conversations, current_conversation
 from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
+from otel_lifecycle._core.conversation import TRACE_MEMORY, Conversations, current_conversation
 from tests.conftest import Harness
 
 MakeHarness = Callable[..., Harness]

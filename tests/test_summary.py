@@ -10,8 +10,8 @@ from typing import Callable
 import pytest
 from opentelemetry import trace
 
-from otel_lifecycle._core.finalize import SHUTDOWN
 from otel_lifecycle._cli.receiver import OtlpReceiver
+from otel_lifecycle._core.finalize import SHUTDOWN
 from otel_lifecycle._core.summary import log_finalized
 from tests.conftest import Harness
 from tests.test_exits import run_app

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 from otel_lifecycle._cli.demo_app import SCENARIOS, SETTINGS, service_name
 from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 from otel_lifecycle._cli.report import write_html
-from otel_lifecycle._core.semconv import CONVERSATION_ID
 from otel_lifecycle._console.tree import Forest, by_trace, render_trees
+from otel_lifecycle._core.semconv import CONVERSATION_ID
 
 MODES = (
     ("plain", "plain SDK (BatchSpanProcessor)"),

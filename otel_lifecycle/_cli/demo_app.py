@@ -33,9 +33,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from otel_lifecycle._processor.processor import LifecycleSpanProcessor
 from otel_lifecycle._api.span import fail, span
 from otel_lifecycle._api.traced import traced
+from otel_lifecycle._processor.processor import LifecycleSpanProcessor
 
 ROOT_TIMEOUT = 1.0
 """Seconds; the ``root_timeout`` of the otel_lifecycle run."""

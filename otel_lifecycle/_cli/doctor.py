@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
 
-from otel_lifecycle._setup.entry_points import find_entry_points
 from otel_lifecycle._journal.store import is_journal, journal_problem
 from otel_lifecycle._settings.environment import (
     OTLP_PROTOCOLS,
@@ -30,6 +29,7 @@ from otel_lifecycle._settings.environment import (
     load_settings,
     otlp_traces_protocol,
 )
+from otel_lifecycle._setup.entry_points import find_entry_points
 
 _NAME = "otel_lifecycle"
 _CONFIGURATOR_GROUP = "opentelemetry_configurator"

@@ -41,8 +41,8 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from otel_lifecycle._settings.environment import first_warning
 from otel_lifecycle._core.threads import background
+from otel_lifecycle._settings.environment import first_warning
 
 _logger = logging.getLogger(__name__)
 

@@ -33,6 +33,8 @@ from typing import Callable, Optional, Union
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import format_span_id, format_trace_id
 
+from otel_lifecycle._core.summary import report_recovered
+from otel_lifecycle._core.threads import background
 from otel_lifecycle._journal.record import encode_root, recovered_span
 from otel_lifecycle._journal.store import (
     LIVE_OWNERS,
@@ -42,8 +44,6 @@ from otel_lifecycle._journal.store import (
     retire,
     write_batch,
 )
-from otel_lifecycle._core.summary import report_recovered
-from otel_lifecycle._core.threads import background
 
 _logger = logging.getLogger(__name__)
 

@@ -50,9 +50,9 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Callable, Union
 
 from otel_lifecycle._core.finalize import SIGINT, SIGTERM, unhandled
+from otel_lifecycle._core.threads import block_signals
 from otel_lifecycle._process.servers import drain_of_handler, watch
 from otel_lifecycle._settings.environment import DEFAULT_DRAIN_TIMEOUT
-from otel_lifecycle._core.threads import block_signals
 
 if TYPE_CHECKING:
     from otel_lifecycle._processor.processor import LifecycleSpanProcessor

@@ -39,7 +39,6 @@ from opentelemetry.trace import SpanContext, StatusCode
 from otel_lifecycle._core.bounded import call_within
 from otel_lifecycle._core.conversation import Conversations, Resolver
 from otel_lifecycle._core.endings import EXPORTED, Claim, Ending, ForkRecord, Inherited, Mark
-from otel_lifecycle._process.hooks import register
 from otel_lifecycle._core.export import ExportStage
 from otel_lifecycle._core.finalize import (
     FLUSH,
@@ -53,9 +52,14 @@ from otel_lifecycle._core.finalize import (
     undone,
     with_attribute,
 )
-from otel_lifecycle._journal.writer import Journal
+from otel_lifecycle._core.markers import in_progress_marker
 from otel_lifecycle._core.open_spans import OpenSpans, finalization_order
 from otel_lifecycle._core.semconv import DROPPED_DESCENDANTS
+from otel_lifecycle._core.stats import Counters, LifecycleStats
+from otel_lifecycle._core.summary import log_finalized
+from otel_lifecycle._core.watchdog import RootWatchdog
+from otel_lifecycle._journal.writer import Journal
+from otel_lifecycle._process.hooks import register
 from otel_lifecycle._settings.environment import (
     FALLBACK_VALUES,
     ON_FLUSH_VALUES,
@@ -69,10 +73,6 @@ from otel_lifecycle._settings.environment import (
     check_seconds,
     load_settings,
 )
-from otel_lifecycle._core.markers import in_progress_marker
-from otel_lifecycle._core.stats import Counters, LifecycleStats
-from otel_lifecycle._core.summary import log_finalized
-from otel_lifecycle._core.watchdog import RootWatchdog
 
 _logger = logging.getLogger(__name__)
 

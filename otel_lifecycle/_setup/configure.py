@@ -25,11 +25,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from otel_lifecycle._setup.entry_points import find_entry_points
 from otel_lifecycle._core.export import FanOutExporter
-from otel_lifecycle._setup.instrument import attach
 from otel_lifecycle._processor.processor import LifecycleSpanProcessor
 from otel_lifecycle._settings.environment import load_settings, otlp_traces_protocol
+from otel_lifecycle._setup.entry_points import find_entry_points
+from otel_lifecycle._setup.instrument import attach
 
 _logger = logging.getLogger(__name__)
 
