@@ -28,15 +28,13 @@ from __future__ import annotations
 from otel_lifecycle._api.span import TracedSpan, fail, set_output, span
 from otel_lifecycle._api.traced import traced
 from otel_lifecycle._console.exporter import ConsoleTreeSpanExporter
-from otel_lifecycle._core.active import processors
 from otel_lifecycle._core.conversation import conversation
 from otel_lifecycle._core.stats import LifecycleStats
 from otel_lifecycle._journal.recovery import RecoveryError, recover
-from otel_lifecycle._processor.processor import LifecycleSpanProcessor
+from otel_lifecycle._processor.processor import LifecycleSpanProcessor, processors
 from otel_lifecycle._setup.configure import configure
 from otel_lifecycle._setup.instrument import LifecycleConfigurator
-
-__version__ = "0.1.0.dev0"
+from otel_lifecycle._version import __version__
 
 __all__ = [
     "ConsoleTreeSpanExporter",

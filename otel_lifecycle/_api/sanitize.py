@@ -23,20 +23,12 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any, Union
 
-DEFAULT_REDACT_KEYS: tuple[str, ...] = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "cookie",
-    "session_key",
-    "private_key",
+from otel_lifecycle._settings.environment import (
+    DEFAULT_MAX_VALUE_LENGTH,
+    DEFAULT_REDACT_KEYS,
+    MIN_MAX_VALUE_LENGTH,
 )
-DEFAULT_MAX_VALUE_LENGTH = 4096
-MIN_MAX_VALUE_LENGTH = 64
+
 REDACTED = "[REDACTED]"
 
 _MAX_DEPTH = 32

@@ -1,1 +1,4 @@
-"""TODO"""
+"""The ``otel-lifecycle`` command: doctor, recover, and the demo (its app, report and receiver).
+
+May import everything; nothing imports it but ``__main__`` and the console script.
+"""

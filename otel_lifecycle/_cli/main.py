@@ -12,16 +12,16 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from otel_lifecycle import __version__
 from otel_lifecycle._cli.demo import run_demo
 from otel_lifecycle._cli.doctor import ENDPOINT_TIMEOUT, run_doctor
 from otel_lifecycle._journal.recovery import (
     RecoveryError,
     UnusableJournalError,
-    exporter_from_environment,
     recover,
 )
 from otel_lifecycle._settings.environment import load_settings
+from otel_lifecycle._setup.configure import exporter_from_environment
+from otel_lifecycle._version import __version__
 
 RECOVERED = 0
 NOTHING_TO_RECOVER = 1

@@ -1,20 +1,67 @@
-"""``processors()``: the lifecycle processors of this process, for operators and metrics."""
+"""The live processors of this process, and the one interface the layers around the core use.
+
+The process hooks (``_process``) and the metrics drive processors only through
+:class:`Lifecycle`; a processor adds itself with :func:`add` when it is created.
+Weak references: a processor that is garbage-collected leaves by itself.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import weakref
+from typing import Protocol
 
-from otel_lifecycle._process.hooks import _hooks
-
-if TYPE_CHECKING:
-    from otel_lifecycle._processor.processor import LifecycleSpanProcessor
+from otel_lifecycle._core.finalize import Reason
 
 
-def processors() -> list[LifecycleSpanProcessor]:
-    """The ``LifecycleSpanProcessor`` instances of this process, in no particular order.
+class Lifecycle(Protocol):
+    """What the process hooks and the metrics see of a processor."""
 
-    Every processor created here and not garbage-collected yet, shut down or
-    not, including one that ``opentelemetry-instrument`` or ``configure()``
-    created; a forked child lists the ones it inherited.
-    """
-    return _hooks.live()
+    _handles_signals: bool
+    """Whether it asked for SIGTERM and SIGINT handling."""
+    _drain_timeout: float | None
+    """Its drain window after SIGTERM, if set."""
+
+    def _open_span_count(self) -> int:
+        """How many spans are open (the metrics' gauge)."""
+
+    def _drain_started(self) -> None:
+        """SIGTERM reached a process that drains: spans open at shutdown end as ``SIGTERM``."""
+
+    def _end_for_signal(self, reason: Reason, *, dying: bool) -> None:
+        """In a signal handler: finalize what can be, export; shut down if the process dies."""
+
+    def _end_after_drain(self, reason: Reason) -> None:
+        """After the drain window, in a thread of its own: finalize what is still open."""
+
+    def _mark_open_spans(self, reason: Reason) -> None:
+        """Record ``reason`` on every open span without ending it or taking a lock (SIGINT)."""
+
+    def _record_unhandled(
+        self, reason: Reason, exception: BaseException, thread: int | None
+    ) -> None:
+        """Record an unhandled exception on the open local roots (of ``thread``, if given)."""
+
+    def _before_fork(self) -> None:
+        """``os.fork()`` is about to run."""
+
+    def _after_fork_in_parent(self) -> None:
+        """``os.fork()`` returned in the parent."""
+
+    def _reset_after_fork(self) -> None:
+        """``os.fork()`` returned in the child: the parent's open spans are the parent's."""
+
+    def shutdown(self) -> None:
+        """Finalize every open span, then shut the export path down. Idempotent."""
+
+
+_live: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
+
+
+def add(processor: Lifecycle) -> None:
+    """Count ``processor`` among the live ones until it is garbage-collected."""
+    _live.add(processor)
+
+
+def live() -> list[Lifecycle]:
+    """The live processors, in no particular order."""
+    return list(_live)

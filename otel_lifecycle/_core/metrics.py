@@ -26,9 +26,9 @@ from typing import Optional
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-import otel_lifecycle
-from otel_lifecycle._core.active import processors
+from otel_lifecycle._core.active import live
 from otel_lifecycle._core.semconv import ERROR_TYPE
+from otel_lifecycle._version import __version__
 
 METER_NAME = "otel_lifecycle"
 
@@ -93,7 +93,7 @@ def install() -> None:
         return
     with _install_lock:
         if not _installed.is_set():
-            _create_instruments(metrics.get_meter(METER_NAME, otel_lifecycle.__version__))
+            _create_instruments(metrics.get_meter(METER_NAME, __version__))
             _installed.set()
 
 
@@ -138,4 +138,4 @@ def _observe(instrument: str, options: CallbackOptions) -> Iterable[Observation]
 
 
 def _observe_open(options: CallbackOptions) -> Iterable[Observation]:
-    return [Observation(sum(len(processor._open.spans) for processor in processors()))]
+    return [Observation(sum(processor._open_span_count() for processor in live()))]

@@ -10,14 +10,12 @@ import os
 import sqlite3
 import time
 
-from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_lifecycle._journal.record import recovered_span
 from otel_lifecycle._journal.store import claim_crashed, open_journal
 from otel_lifecycle._journal.writer import DEFAULT_STALE_AFTER
 from otel_lifecycle._settings.environment import check_path, check_seconds
-from otel_lifecycle._setup.configure import trace_exporters
 
 
 class RecoveryError(RuntimeError):
@@ -72,9 +70,3 @@ def recover(
     finally:
         connection.close()
     return len(claimed)
-
-
-def exporter_from_environment() -> SpanExporter:
-    """The OTLP span exporter configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables."""
-    (exporter,) = trace_exporters({**os.environ, OTEL_TRACES_EXPORTER: "otlp"})
-    return exporter

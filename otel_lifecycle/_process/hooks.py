@@ -1,7 +1,7 @@
 """How the process ends: signals, unhandled exceptions, interpreter exit, fork, multiprocessing.
 
-One registry of live processors (weak references) and one hook of each kind for
-all of them, installed when the first processor registers:
+One hook of each kind for all the live processors (``_core.active``), driven
+through their ``Lifecycle`` interface and installed when the first one registers:
 
 - SIGTERM (main thread only, over SIG_DFL or a Python handler, never over
   SIG_IGN). Over SIG_DFL the process is about to die: finalize every open span
@@ -45,17 +45,14 @@ import signal
 import sys
 import threading
 import time
-import weakref
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Callable, Union
+from typing import Callable, Union
 
+from otel_lifecycle._core.active import Lifecycle, add, live
 from otel_lifecycle._core.finalize import SIGINT, SIGTERM, unhandled
 from otel_lifecycle._core.threads import block_signals
 from otel_lifecycle._process.servers import drain_of_handler, watch
 from otel_lifecycle._settings.environment import DEFAULT_DRAIN_TIMEOUT
-
-if TYPE_CHECKING:
-    from otel_lifecycle._processor.processor import LifecycleSpanProcessor
 
 _logger = logging.getLogger(__name__)
 
@@ -69,7 +66,6 @@ class _Hooks:
     """The live processors and what the hooks replaced; one instance per process."""
 
     def __init__(self) -> None:
-        self.processors: weakref.WeakSet[LifecycleSpanProcessor] = weakref.WeakSet()
         self.lock = threading.Lock()
         self.installed = False
         self.previous_signal_handlers: dict[int, Handler] = {}
@@ -79,17 +75,14 @@ class _Hooks:
         """The drain window the server running in this process allows, if one said."""
         self.draining = False
 
-    def live(self) -> list[LifecycleSpanProcessor]:
-        return list(self.processors)
-
 
 _hooks = _Hooks()
 
 
-def register(processor: LifecycleSpanProcessor) -> None:
+def register(processor: Lifecycle) -> None:
     """Cover ``processor`` by the exit hooks, installing them on first use."""
     with _hooks.lock:
-        _hooks.processors.add(processor)
+        add(processor)
         _install_hooks()
         atexit.unregister(_at_exit)
         atexit.register(_at_exit)
@@ -145,7 +138,7 @@ def _take_over_sigterm(server_drain: float) -> None:
 
 
 def _drain_window() -> float:
-    for processor in _hooks.live():
+    for processor in live():
         if processor._handles_signals and processor._drain_timeout is not None:
             return processor._drain_timeout
     return DEFAULT_DRAIN_TIMEOUT if _hooks.server_drain is None else _hooks.server_drain
@@ -163,9 +156,9 @@ def _begin_drain(server_drain: float | None = None) -> None:
     _hooks.draining = True
     if server_drain is not None:
         _hooks.server_drain = server_drain
-    targets = [processor for processor in _hooks.live() if processor._handles_signals]
+    targets = [processor for processor in live() if processor._handles_signals]
     for processor in targets:
-        processor._exit_reason = SIGTERM
+        processor._drain_started()
     window = _drain_window()
     if window > 0:
         _thread.start_new_thread(_finalize_after, (window,))
@@ -181,7 +174,7 @@ def _finalize_after(window: float) -> None:
     """The drain: spans the application ends meanwhile are exported as it ends them."""
     block_signals()
     time.sleep(window)
-    for processor in _hooks.live():
+    for processor in live():
         if processor._handles_signals:
             try:
                 processor._end_after_drain(SIGTERM)
@@ -195,7 +188,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         _begin_drain()
         previous(signum, frame)
         return
-    for processor in _hooks.live():
+    for processor in live():
         if not processor._handles_signals:
             continue
         try:
@@ -231,29 +224,29 @@ def _threading_excepthook(args: threading.ExceptHookArgs) -> None:
 
 def _record_unhandled(exception: BaseException, thread: int | None) -> None:
     reason = unhandled(exception, whole_process=thread is None)
-    for processor in _hooks.live():
+    for processor in live():
         processor._record_unhandled(reason, exception, thread)
 
 
 def _at_exit() -> None:
-    for processor in _hooks.live():
+    for processor in live():
         processor.shutdown()
 
 
 def _before_fork() -> None:
-    for processor in _hooks.live():
+    for processor in live():
         processor._before_fork()
 
 
 def _after_fork_in_parent() -> None:
-    for processor in _hooks.live():
+    for processor in live():
         processor._after_fork_in_parent()
 
 
 def _after_fork_in_child() -> None:
     _hooks.lock = threading.Lock()
     _hooks.draining = False
-    for processor in _hooks.live():
+    for processor in live():
         processor._reset_after_fork()
 
 

@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanContext, StatusCode
 
+from otel_lifecycle._core.active import live
 from otel_lifecycle._core.bounded import call_within
 from otel_lifecycle._core.conversation import Conversations, Resolver
 from otel_lifecycle._core.endings import EXPORTED, Claim, Ending, ForkRecord, Inherited, Mark
@@ -43,6 +44,7 @@ from otel_lifecycle._core.export import ExportStage
 from otel_lifecycle._core.finalize import (
     FLUSH,
     SHUTDOWN,
+    SIGTERM,
     TIMEOUT,
     Reason,
     kept,
@@ -508,7 +510,13 @@ class LifecycleSpanProcessor(SpanProcessor):
                 self._shutdown_timeout,
             )
 
-    # The interface of the process hooks (``_exits``).
+    # The ``Lifecycle`` interface (``_core.active``): the process hooks and the metrics.
+
+    def _open_span_count(self) -> int:
+        return len(self._spans)
+
+    def _drain_started(self) -> None:
+        self._exit_reason = SIGTERM
 
     def _end_for_signal(self, reason: Reason, *, dying: bool) -> None:
         """In a signal handler: finalize what can be, export; shut down if the process dies."""
@@ -631,3 +639,13 @@ def _queued(stage: ExportStage, span_id: int) -> bool:
         for lane in (stage.priority, stage.normal)
         for queued in list(lane)
     )
+
+
+def processors() -> list[LifecycleSpanProcessor]:
+    """The ``LifecycleSpanProcessor`` instances of this process, in no particular order.
+
+    Every processor created here and not garbage-collected yet, shut down or
+    not, including one that ``opentelemetry-instrument`` or ``configure()``
+    created; a forked child lists the ones it inherited.
+    """
+    return [processor for processor in live() if isinstance(processor, LifecycleSpanProcessor)]

@@ -19,12 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Literal, TypeVar, cast
 
-from otel_lifecycle._api.sanitize import (
-    DEFAULT_MAX_VALUE_LENGTH,
-    DEFAULT_REDACT_KEYS,
-    MIN_MAX_VALUE_LENGTH,
-)
-
 _logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -40,6 +34,20 @@ DEFAULT_CONVERSATION_ID_KEYS: tuple[str, ...] = (
     "session.id",
     "conversation_id",
 )
+DEFAULT_REDACT_KEYS: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "session_key",
+    "private_key",
+)
+DEFAULT_MAX_VALUE_LENGTH = 4096
+MIN_MAX_VALUE_LENGTH = 64
 DEFAULT_MAX_TRACKED_SPANS = 10_000
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 DEFAULT_DRAIN_TIMEOUT = 25.0

@@ -107,3 +107,9 @@ def configure(**overrides: Any) -> TracerProvider:
             provider.add_span_processor(processor)
         trace.set_tracer_provider(provider)
         return provider
+
+
+def exporter_from_environment() -> SpanExporter:
+    """The OTLP span exporter configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables."""
+    (exporter,) = trace_exporters({**os.environ, OTEL_TRACES_EXPORTER: "otlp"})
+    return exporter
