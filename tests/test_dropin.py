@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from otel_lifecycle import LifecycleSpanProcessor
+from otel_lifecycle._core.export import ExportStage
 
 
 class RecordingProcessor(SpanProcessor):
@@ -225,8 +226,8 @@ def test_processor_and_exporter_are_collected_after_shutdown() -> None:
         tracer = provider.get_tracer("t")
         tracer.start_span("done").end()
         tracer.start_span("open")
-        assert processor._stage is not None
-        worker = processor._stage._worker
+        assert isinstance(processor._path, ExportStage)
+        worker = processor._path._worker
         provider.shutdown()
         worker.join(5)
         assert not worker.is_alive(), "the export worker outlived shutdown"

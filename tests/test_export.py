@@ -22,7 +22,7 @@ from opentelemetry.trace import StatusCode
 
 from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._cli.receiver import OtlpReceiver
-from otel_lifecycle._core.export import FanOutExporter, batch_settings
+from otel_lifecycle._core.export import ExportStage, FanOutExporter, batch_settings
 
 DROPPED_DESCENDANTS = "otel_lifecycle.dropped_descendants"
 SDK_DEFAULTS = (2048, 5000.0, 512)
@@ -241,8 +241,8 @@ def test_finalizer_waits_for_room_in_a_small_priority_lane(monkeypatch: pytest.M
     """
     exporter = RecordingExporter(delay=0.02)
     processor = LifecycleSpanProcessor(exporter, max_tracked_spans=10_000)
-    stage = processor._stage
-    assert stage is not None
+    stage = processor._path
+    assert isinstance(stage, ExportStage)
     stage.priority_limit = 600
     waits_for_room = stage.wait_for_room
     full_lane_waits: list[int] = []

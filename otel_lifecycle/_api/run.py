@@ -28,7 +28,8 @@ from otel_lifecycle._core.semconv import (
     OUTPUT_MIME_TYPE,
     OUTPUT_VALUE,
 )
-from otel_lifecycle._settings.environment import check_text, load_settings
+from otel_lifecycle._settings.checks import check_text
+from otel_lifecycle._settings.environment import load_settings
 
 _logger = logging.getLogger(__name__)
 

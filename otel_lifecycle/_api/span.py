@@ -24,7 +24,7 @@ from otel_lifecycle._api.run import (
     write_output,
 )
 from otel_lifecycle._core.semconv import ERROR_TYPE
-from otel_lifecycle._settings.environment import check_text
+from otel_lifecycle._settings.checks import check_text
 
 DEFAULT_ERROR_TYPE = "_OTHER"
 """``error.type`` written by ``fail()`` when none is given (the semantic conventions' fallback)."""

@@ -1,25 +1,93 @@
-"""Run a call that may hang (an exporter, a flush) within a time budget."""
+"""Run a call that may hang (a delegate's shutdown) within a time budget, on a reused thread.
+
+A few daemon threads per process run the calls. A call goes to an idle thread,
+or to a new one while fewer than ``MAX_THREADS`` exist; the caller waits at most
+its budget. A call that hangs keeps its thread, so only hung calls ever add
+threads, and once ``MAX_THREADS`` are hung a new call fails at once instead of
+starting another. A thread holds nothing between calls, and a forked child
+starts with none.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import queue
+import threading
 from typing import Callable
 
 from otel_lifecycle._core.threads import background
 
+_logger = logging.getLogger(__name__)
 
-def call_within(function: Callable[[], object], timeout: float, name: str) -> bool:
-    """Run ``function`` in a daemon thread and wait at most ``timeout`` seconds.
+MAX_THREADS = 4
+"""Threads running bounded calls at most, per process."""
 
-    Returns True if it finished in time and returned a truthy value or None. A
-    call that overruns keeps running in its daemon thread; it never holds up the
-    caller (or the interpreter's exit) past the budget.
-    """
-    outcome: list[object] = []
+_Call = tuple[Callable[[], object], list[object], threading.Event]
 
-    def run() -> None:
-        outcome.append(function())
 
-    worker = background(run, name)
-    worker.start()
-    worker.join(max(timeout, 0.0))
-    return bool(outcome) and outcome[0] is not False
+class BoundedCaller:
+    """The threads that run bounded calls: idle ones are reused, started only when none is."""
+
+    def __init__(self) -> None:
+        self._idle: list[queue.SimpleQueue[_Call]] = []
+        self._threads = 0
+        self._lock = threading.Lock()
+
+    def call_within(self, function: Callable[[], object], timeout: float) -> bool:
+        """Run ``function`` on a thread of the pool and wait at most ``timeout`` seconds for it.
+
+        True if it finished in time and returned a truthy value or None; False if
+        it overran, returned False, raised (logged), or every thread is hung.
+        """
+        calls = self._worker()
+        if calls is None:
+            _logger.warning(
+                "otel_lifecycle: %d earlier calls still hang; not waiting for another", MAX_THREADS
+            )
+            return False
+        outcome: list[object] = []
+        done = threading.Event()
+        calls.put((function, outcome, done))
+        return done.wait(max(timeout, 0.0)) and outcome[0] is not False
+
+    def _worker(self) -> queue.SimpleQueue[_Call] | None:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            if self._threads >= MAX_THREADS:
+                return None
+            self._threads += 1
+        calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        background(self._serve, "bounded", calls).start()
+        return calls
+
+    def _serve(self, calls: queue.SimpleQueue[_Call]) -> None:
+        while True:
+            function, outcome, done = calls.get()
+            try:
+                outcome.append(function())
+            except Exception:  # a delegate's failure is the caller's False, not a dead thread
+                _logger.exception("otel_lifecycle: a bounded call failed")
+                outcome.append(False)
+            with self._lock:
+                self._idle.append(calls)  # idle before the caller learns the call is done
+            done.set()
+            del function, outcome, done  # nothing held between calls: what ran can be collected
+
+    def _reset_in_child(self) -> None:
+        """After fork: the threads did not survive it."""
+        self._idle = []
+        self._threads = 0
+        self._lock = threading.Lock()
+
+
+CALLER = BoundedCaller()
+"""The process's pool."""
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=CALLER._reset_in_child)
+
+
+def call_within(function: Callable[[], object], timeout: float) -> bool:
+    """Run ``function`` on the process's pool, waiting at most ``timeout`` seconds."""
+    return CALLER.call_within(function, timeout)

@@ -27,7 +27,8 @@ from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import format_trace_id
 
 from otel_lifecycle._core.semconv import CONVERSATION_ID
-from otel_lifecycle._settings.environment import Fallback, check_text
+from otel_lifecycle._settings.checks import check_text
+from otel_lifecycle._settings.environment import Fallback
 
 Resolver = Callable[[Span], Optional[str]]
 

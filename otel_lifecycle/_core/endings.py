@@ -21,7 +21,7 @@ only while it is not empty, so ordinary spans pay one truth test:
 from __future__ import annotations
 
 import mmap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Union
 
 from otel_lifecycle._core.finalize import Reason, Undo
@@ -65,27 +65,3 @@ class _Exported:
 EXPORTED = _Exported()
 
 Ending = Union[Claim, Mark, Inherited, _Exported]
-
-
-@dataclass
-class ForkRecord:
-    """In a parent: the spans open when it forked, and the bytes its child ticks for them."""
-
-    span_ids: tuple[int, ...]
-    region: mmap.mmap = field(repr=False)
-
-    @classmethod
-    def of(cls, span_ids: tuple[int, ...]) -> ForkRecord:
-        """A record with a shared, zeroed region of one byte per span."""
-        return cls(span_ids, mmap.mmap(-1, len(span_ids)))
-
-    def ended_in_child(self) -> list[int]:
-        """The span ids a child process ended."""
-        region = self.region
-        return [span_id for index, span_id in enumerate(self.span_ids) if region[index]]
-
-    def inherited(self) -> dict[int, Inherited]:
-        """In the child: an :class:`Inherited` ending per span."""
-        return {
-            span_id: Inherited(self.region, index) for index, span_id in enumerate(self.span_ids)
-        }

@@ -35,7 +35,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan
@@ -107,6 +107,30 @@ def _positive(variable: str, value: float) -> float:
     return SPEC_DEFAULTS[variable]
 
 
+class ExportPath(Protocol):
+    """Where the processor sends ended spans: this stage, or a delegate span processor."""
+
+    closed: bool
+
+    def emit(self, span: ReadableSpan) -> bool:
+        """Queue an ordinary span; False if it was dropped."""
+
+    def emit_priority(self, span: ReadableSpan) -> bool:
+        """Queue a root, finalized span or marker; False if it was dropped."""
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Wait until a priority span can be queued; False if not within ``timeout``."""
+
+    def queued(self, span_id: int) -> bool:
+        """Whether a span with ``span_id`` waits to be exported."""
+
+    def flush(self, timeout: float) -> bool:
+        """Export what is queued; False if not within ``timeout``."""
+
+    def shutdown(self, timeout: float) -> bool:
+        """Export what is queued, then shut down; False if not within ``timeout``."""
+
+
 class ExportStage:
     """Batches ended spans to ``exporter`` from one worker thread; see the module docstring."""
 
@@ -144,7 +168,9 @@ class ExportStage:
         self._worker.start()
 
     def emit(self, span: ReadableSpan) -> bool:
-        """Hot path: queue an ordinary span; False (dropped) when the normal lane is full."""
+        """Hot path: queue a sampled span; False (dropped) when the normal lane is full."""
+        if not span._context.trace_flags.sampled:  # type: ignore[union-attr]
+            return True  # not for export, as with the SDK's batch processor
         queue = self.normal
         if len(queue) >= self.max_queue_size or self.closed:
             return False
@@ -154,7 +180,9 @@ class ExportStage:
         return True
 
     def emit_priority(self, span: ReadableSpan) -> bool:
-        """Queue a root, finalized span or marker; False only past ``priority_limit`` or closed."""
+        """Queue a sampled root, finalized span or marker; False past the limit or once closed."""
+        if not span._context.trace_flags.sampled:  # type: ignore[union-attr]
+            return True
         queue = self.priority
         if len(queue) >= self.priority_limit or self.closed:
             return False
@@ -171,6 +199,14 @@ class ExportStage:
         self._room_waiters.append(room)
         self.wake()
         return room.wait(max(timeout, 0.0)) or len(self.priority) < self.priority_limit
+
+    def queued(self, span_id: int) -> bool:
+        """Whether a span with ``span_id`` waits in a lane."""
+        return any(
+            queued.context.span_id == span_id
+            for lane in (self.priority, self.normal)
+            for queued in list(lane)
+        )
 
     def wake(self) -> None:
         """Wake the worker: one byte on the socket pair, no lock (signal-handler safe)."""

@@ -20,7 +20,7 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Status, StatusCode
 
 from otel_lifecycle._core.semconv import CONVERSATION_ID, ERROR_TYPE, FINALIZED_BY
-from otel_lifecycle._settings.environment import check_text
+from otel_lifecycle._settings.checks import check_text
 
 T = TypeVar("T")
 

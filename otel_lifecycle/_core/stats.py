@@ -76,6 +76,12 @@ class Counters:
         self._totals: Counter[str] = Counter()
         install()
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: counting starts again (and the parent's lock may be held)."""
+        self._lock = threading.RLock()
+        self._finalized = Counter()
+        self._totals = Counter()
+
     def finalized(self, reason: str, count: int) -> None:
         """Count spans finalized for ``reason``."""
         with self._lock:

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otel_lifecycle._journal.record import recovered_span
 from otel_lifecycle._journal.store import claim_crashed, open_journal
 from otel_lifecycle._journal.writer import DEFAULT_STALE_AFTER
-from otel_lifecycle._settings.environment import check_path, check_seconds
+from otel_lifecycle._settings.checks import check_path, check_seconds
 
 
 class RecoveryError(RuntimeError):

@@ -25,8 +25,6 @@ import itertools
 import logging
 import os
 import time
-from collections import Counter
-from collections.abc import Iterable
 from threading import get_ident
 from typing import Callable, Union
 
@@ -34,47 +32,32 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.trace import SpanContext, StatusCode
+from opentelemetry.trace import SpanContext
 
 from otel_lifecycle._core.active import live
-from otel_lifecycle._core.bounded import call_within
 from otel_lifecycle._core.conversation import Conversations, Resolver
-from otel_lifecycle._core.endings import EXPORTED, Claim, Ending, ForkRecord, Inherited, Mark
-from otel_lifecycle._core.export import ExportStage
+from otel_lifecycle._core.deadline import Deadline
+from otel_lifecycle._core.delegate import DelegatePath
+from otel_lifecycle._core.export import ExportPath, ExportStage
 from otel_lifecycle._core.finalize import (
     FLUSH,
     SHUTDOWN,
     SIGTERM,
     TIMEOUT,
     Reason,
-    kept,
     reason_named,
-    stamp,
-    stamped,
-    undone,
     with_attribute,
 )
 from otel_lifecycle._core.markers import in_progress_marker
-from otel_lifecycle._core.open_spans import OpenSpans, finalization_order
+from otel_lifecycle._core.open_spans import OpenSpans
 from otel_lifecycle._core.semconv import DROPPED_DESCENDANTS
 from otel_lifecycle._core.stats import Counters, LifecycleStats
-from otel_lifecycle._core.summary import log_finalized
 from otel_lifecycle._core.watchdog import RootWatchdog
 from otel_lifecycle._journal.writer import Journal
 from otel_lifecycle._process.hooks import register
-from otel_lifecycle._settings.environment import (
-    FALLBACK_VALUES,
-    ON_FLUSH_VALUES,
-    Fallback,
-    OnFlush,
-    check_bool,
-    check_choice,
-    check_keys,
-    check_path,
-    check_positive_int,
-    check_seconds,
-    load_settings,
-)
+from otel_lifecycle._processor.finalizing import Finalizer
+from otel_lifecycle._settings.environment import Fallback, OnFlush
+from otel_lifecycle._settings.processor import processor_options
 
 _logger = logging.getLogger(__name__)
 
@@ -111,7 +94,6 @@ class LifecycleSpanProcessor(SpanProcessor):
         handle_signals: bool | None = None,
         drain_timeout: float | None = None,
     ) -> None:
-        settings = load_settings()
         if not isinstance(delegate, (SpanExporter, SpanProcessor)):
             raise TypeError(
                 f"delegate must be a SpanExporter or a SpanProcessor, got {type(delegate).__name__}"
@@ -120,74 +102,58 @@ class LifecycleSpanProcessor(SpanProcessor):
             raise TypeError("conversation_id_resolver must be callable")
         if clock is not None and not callable(clock):
             raise TypeError("clock must be callable")
-        self._root_timeout = (
-            settings.root_timeout
-            if root_timeout is None
-            else check_seconds("root_timeout", root_timeout, allow_zero=True) or None
+        options = processor_options(
+            root_timeout=root_timeout,
+            on_flush=on_flush,
+            conversation_id_keys=conversation_id_keys,
+            conversation_id_fallback=conversation_id_fallback,
+            max_tracked_spans=max_tracked_spans,
+            shutdown_timeout=shutdown_timeout,
+            journal=journal,
+            handle_signals=handle_signals,
+            drain_timeout=drain_timeout,
         )
-        self._on_flush = (
-            settings.on_flush
-            if on_flush is None
-            else check_choice("on_flush", on_flush, ON_FLUSH_VALUES)
-        )
+        self._root_timeout = options.root_timeout
+        self._on_flush = options.on_flush
         self._conversations = Conversations(
-            settings.conversation_id_keys
-            if conversation_id_keys is None
-            else check_keys("conversation_id_keys", conversation_id_keys),
-            conversation_id_resolver,
-            settings.conversation_id_fallback
-            if conversation_id_fallback is None
-            else check_choice(  # type: ignore[arg-type]
-                "conversation_id_fallback", conversation_id_fallback, FALLBACK_VALUES
-            ),
+            options.conversation_id_keys, conversation_id_resolver, options.conversation_id_fallback
         )
-        self._shutdown_timeout = (
-            settings.shutdown_timeout
-            if shutdown_timeout is None
-            else check_seconds("shutdown_timeout", shutdown_timeout, allow_zero=False)
-        )
-        max_spans = (
-            settings.max_tracked_spans
-            if max_tracked_spans is None
-            else check_positive_int("max_tracked_spans", max_tracked_spans)
-        )
-        self._handles_signals = (
-            settings.handle_signals
-            if handle_signals is None
-            else check_bool("handle_signals", handle_signals)
-        )
-        self._drain_timeout: float | None = (
-            check_seconds("drain_timeout", drain_timeout, allow_zero=True)
-            if drain_timeout is not None
-            else settings.drain_timeout
-            if settings.sources.get("drain_timeout") == "environment"
-            else None
-        )
+        self._shutdown_timeout = options.shutdown_timeout
+        self._handles_signals = options.handle_signals
+        self._drain_timeout = options.drain_timeout
         """The drain window after SIGTERM, if set; else the server's, else the default."""
         self._exit_reason = SHUTDOWN
         """The reason spans still open at shutdown get: ``SIGTERM`` once one arrived."""
-        journal_path = settings.journal if journal is None else check_path("journal", journal)
-        self._strict = settings.strict
+        self._strict = options.strict
         self._clock = clock or time.monotonic
         self._delegate = delegate
-        self._stage: ExportStage | None = None
         self._processor: SpanProcessor | None = None
+        """A delegate span processor: also gets ``on_start`` and ``_on_ending``."""
         self._delegate_on_ending: Callable[[Span], None] | None = None
+        self._path: ExportPath
         if isinstance(delegate, SpanExporter):
-            self._stage = ExportStage(delegate)
+            self._path = ExportStage(delegate)
         else:
             self._processor = delegate
             self._delegate_on_ending = getattr(delegate, "_on_ending", None)
-        self._open = OpenSpans(max_spans)
+            self._path = DelegatePath(delegate)
+        self._open = OpenSpans(options.max_tracked_spans)
         self._spans = self._open.spans
         """The open spans, read on the hot path (the same dict for the processor's life)."""
-        self._max_spans = max_spans
-        self._endings: dict[int, Ending] = {}
+        self._max_spans = options.max_tracked_spans
         self._snapshotted: set[int] = set()
         self._dropped_by_trace: dict[int, int] = {}
-        self._forks: list[ForkRecord] = []
-        self._forking: ForkRecord | None = None
         self._counters = Counters()
+        self._finalizer = Finalizer(
+            self._open,
+            conversations=self._conversations,
+            path=self._path,
+            emit_priority=self._emit_priority,
+            counters=self._counters,
+            internal_error=self._internal_error,
+        )
+        self._endings = self._finalizer.endings
+        """Spans with a pending ending, read on the hot path (the same dict for life)."""
         self._id_generator = RandomIdGenerator()
         self._logged_errors: set[str] = set()
         self._shutdown_calls = itertools.count()
@@ -195,9 +161,9 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._watchdog: RootWatchdog | None = None
         self._start_watchdog()
         self._journal: Journal | None = None
-        if journal_path is not None:
+        if options.journal is not None:
             self._journal = Journal(
-                journal_path, self._export_recovered, self._conversations.of_span
+                options.journal, self._export_recovered, self._conversations.of_span
             )
             self._journal.start()
         register(self)
@@ -265,7 +231,7 @@ class LifecycleSpanProcessor(SpanProcessor):
             if self._endings:
                 ending = self._endings.pop(span_id, None)
                 if ending is not None:
-                    applied = self._apply(ending, span)
+                    applied = self._finalizer.apply(ending, span)
                     if applied is None:
                         return
                     span, priority = applied
@@ -281,9 +247,7 @@ class LifecycleSpanProcessor(SpanProcessor):
                 self._emit_priority(span)
             elif priority:
                 self._emit_priority(span)
-            elif self._stage is None:
-                self._processor.on_end(span)  # type: ignore[union-attr]
-            elif context.trace_flags.sampled and not self._stage.emit(span):
+            elif not self._path.emit(span):
                 self._dropped(context.trace_id)
             self._spans.pop(span_id, None)
         except Exception as error:  # noqa: BLE001
@@ -291,11 +255,9 @@ class LifecycleSpanProcessor(SpanProcessor):
 
     def _emit_priority(self, span: ReadableSpan) -> None:
         """Queue a local root, finalized span or marker; count it if the lane refuses it."""
-        stage = self._stage
-        if stage is None:
-            self._processor.on_end(span)  # type: ignore[union-attr]
-        elif span.context.trace_flags.sampled and not stage.emit_priority(span):
-            self._counters.add("dropped_after_shutdown" if stage.closed else "dropped_priority")
+        if not self._path.emit_priority(span):
+            closed = self._path.closed
+            self._counters.add("dropped_after_shutdown" if closed else "dropped_priority")
 
     def _with_dropped_count(self, root: ReadableSpan, trace_id: int) -> ReadableSpan:
         """The ending local root, with how many of its trace's spans the full queue dropped."""
@@ -304,7 +266,7 @@ class LifecycleSpanProcessor(SpanProcessor):
 
     def _dropped(self, trace_id: int) -> None:
         """An ordinary span was refused by the full queue: count it, and tell its root later."""
-        if self._stage is not None and self._stage.closed:
+        if self._path.closed:
             self._counters.add("dropped_after_shutdown")
             return
         self._counters.add("dropped_overflow")
@@ -314,131 +276,25 @@ class LifecycleSpanProcessor(SpanProcessor):
             with contextlib.suppress(RuntimeError, StopIteration):  # changed meanwhile: next time
                 by_trace.pop(next(iter(by_trace)), None)
 
-    def _apply(self, ending: Ending, span: ReadableSpan) -> tuple[ReadableSpan, bool] | None:
-        """The span to export for a span with a pending ending, and whether it is a priority."""
-        if isinstance(ending, Claim):
-            if ending.thread != get_ident():
-                return undone(span, ending.undo), False
-            ending.consumed = True
-            if span.status is ending.undo.reason.status:
-                return span, True
-            return kept(span, ending.undo), True  # the application set a status meanwhile
-        if ending is EXPORTED:
-            return None  # claimed (no longer open) and exported already
-        if isinstance(ending, Inherited):
-            ending.ended_here()
-            return span, False
-        assert isinstance(ending, Mark)
-        if span.status.status_code is not StatusCode.UNSET:
-            return span, False
-        conversation_id = self._conversations.of_trace(span.context.trace_id)
-        return stamped(span, ending.reason, conversation_id, finalized=False), True
-
     # Finalizing.
 
     def finalize_open_spans(self, reason: str) -> int:
         """Finalize every open span now with ``reason``; return how many this call ended."""
-        return self._finalize_all(reason_named(reason), time.monotonic() + self._shutdown_timeout)
+        return self._finalizer.finalize_all(reason_named(reason), self._deadline())
 
-    def _finalize_all(
-        self, reason: Reason, deadline: float, *, in_handler: bool = False, dying: bool = False
-    ) -> int:
-        self._reclaim_forked()
-        spans = finalization_order(self._open.spans)
-        return self._finalize(spans, reason, deadline, in_handler=in_handler, dying=dying)
-
-    def _finalize(
-        self,
-        spans: Iterable[Span],
-        reason: Reason,
-        deadline: float,
-        *,
-        in_handler: bool = False,
-        dying: bool = False,
-    ) -> int:
-        """End ``spans`` (children first) with ``reason``; the count this call ended.
-
-        ``in_handler``: running in a signal handler, in the thread it interrupted;
-        a span whose lock is held (by that thread) is skipped, or, if the process
-        is ``dying``, exported now as a stamped copy.
-        """
-        ended: Counter[str] = Counter()
-        for span in spans:
-            try:
-                used = self._finalize_one(span, reason, deadline, in_handler, dying)
-                if used is not None:
-                    ended[used.error_type] += 1
-            except Exception as error:  # noqa: BLE001 - one bad span must not stop the others
-                self._internal_error("finalize", error)
-        for error_type, count in ended.items():
-            self._counters.finalized(error_type, count)
-        log_finalized(reason, ended)  # one WARNING per batch; safe in a signal handler (RLocks)
-        return sum(ended.values())
-
-    def _finalize_one(
-        self, span: Span, reason: Reason, deadline: float, in_handler: bool, dying: bool
-    ) -> Reason | None:
-        span_id = span.context.span_id
-        stage = self._stage
-        if (
-            stage is not None
-            and len(stage.priority) >= stage.priority_limit
-            and not stage.wait_for_room(deadline - time.monotonic())
-        ):
-            return None
-        if in_handler and not _lock_is_free(span):
-            return self._export_held(span, span_id, reason) if dying else None
-        if self._open.claim(span_id) is None:
-            return None
-        used = self._marked_reason(span_id, reason)
-        endings = self._endings
-        with span._lock:
-            if not span.is_recording():
-                return None  # the application's end() came first and delivers it
-            claim = Claim(stamp(span, used, self._conversations.of_span), get_ident())
-            endings[span_id] = claim
-        # Whichever end() wins, its on_end takes the claim: consumed if it was this one.
-        span.end()
-        return used if claim.consumed else None
-
-    def _marked_reason(self, span_id: int, reason: Reason) -> Reason:
-        """The reason a signal or an unhandled exception recorded on the span, else ``reason``."""
-        mark = self._endings.get(span_id) if self._endings else None
-        return mark.reason if isinstance(mark, Mark) else reason
-
-    def _export_held(self, span: Span, span_id: int, reason: Reason) -> Reason | None:
-        """Dying, the span's lock held by the interrupted thread: export a stamped copy now."""
-        if self._open.claim(span_id) is None:
-            return None
-        used = self._marked_reason(span_id, reason)
-        self._endings[span_id] = EXPORTED
-        conversation_id = self._conversations.of_span(span)
-        now = time.time_ns()
-        self._emit_priority(stamped(span, used, conversation_id, finalized=True, end_time=now))
-        return used
-
-    def _deliver_interrupted_endings(self) -> None:
-        """Dying: export spans whose ``end()`` the signal interrupted before they were queued."""
-        for span_id, span in self._open.spans.copy().items():
-            if span.is_recording() or (self._stage is not None and _queued(self._stage, span_id)):
-                continue
-            if self._open.claim(span_id) is not None:
-                self._endings[span_id] = EXPORTED
-                self._emit_priority(span)
+    def _deadline(self) -> Deadline:
+        """The budget of a shutdown, a signal or a finalization: ``shutdown_timeout`` from now."""
+        return Deadline(self._clock, self._shutdown_timeout)
 
     def _expire(self, root_ids: list[int]) -> None:
-        self._reclaim_forked()
-        spans = finalization_order(self._open.spans, root_ids)
-        self._finalize(spans, TIMEOUT, time.monotonic() + self._shutdown_timeout)
+        self._finalizer.expire(root_ids, TIMEOUT, self._deadline())
 
-    def _snapshot_roots(self, deadline: float) -> None:
+    def _snapshot_roots(self, deadline: Deadline) -> None:
         for span_id in list(self._open.roots):
             root = self._open.spans.get(span_id)
             if root is None or span_id in self._snapshotted:
                 continue
-            if self._stage is not None and not self._stage.wait_for_room(
-                deadline - time.monotonic()
-            ):
+            if not self._path.wait_for_room(deadline.remaining()):
                 return
             self._snapshotted.add(span_id)
             marker = in_progress_marker(root, self._conversations.of_span(root), self._id_generator)
@@ -452,31 +308,25 @@ class LifecycleSpanProcessor(SpanProcessor):
         Runs in the caller's thread; False if the journal or the export path did
         not finish within ``timeout_millis``.
         """
-        deadline = time.monotonic() + timeout_millis / 1000
+        deadline = Deadline(self._clock, timeout_millis / 1000)
         try:
             if self._watchdog is not None:
                 self._watchdog.check()
             if self._on_flush == "snapshot":
                 self._snapshot_roots(deadline)
             elif self._on_flush == "finalize":
-                self._finalize_all(FLUSH, deadline)
+                self._finalizer.finalize_all(FLUSH, deadline)
         except Exception as error:  # noqa: BLE001
             self._internal_error("force_flush", error)
-        journaled = self._journal is None or self._journal.flush(deadline - time.monotonic())
+        journaled = self._journal is None or self._journal.flush(deadline.remaining())
         return self._flush_export(deadline) and journaled
 
-    def _flush_export(self, deadline: float) -> bool:
-        remaining = deadline - time.monotonic()
-        if self._stage is not None:
-            return self._stage.flush(remaining)
-        if remaining <= 0:
-            return False
+    def _flush_export(self, deadline: Deadline) -> bool:
         try:
-            flushed = self._processor.force_flush(int(remaining * 1000))  # type: ignore[union-attr]
-        except Exception as error:  # noqa: BLE001
+            return self._path.flush(deadline.remaining())
+        except Exception as error:  # noqa: BLE001 - a delegate's failure must not reach the caller
             self._internal_error("delegate.force_flush", error)
             return False
-        return flushed is not False
 
     def shutdown(self) -> None:
         """Finalize every open span, then flush and shut down the export path. Idempotent."""
@@ -486,27 +336,21 @@ class LifecycleSpanProcessor(SpanProcessor):
         """Finalize with ``reason``, close the journal, shut the export path down; once, in time."""
         if next(self._shutdown_calls):
             return
-        deadline = time.monotonic() + self._shutdown_timeout
+        deadline = self._deadline()
         self._accepting = False
         if self._watchdog is not None:
             self._watchdog.stop(wait=not in_handler)
         try:
             if in_handler:
-                self._deliver_interrupted_endings()
-            self._finalize_all(reason, deadline, in_handler=in_handler, dying=in_handler)
+                self._finalizer.deliver_interrupted_endings()
+            self._finalizer.finalize_all(reason, deadline, in_handler=in_handler, dying=in_handler)
         except Exception as error:  # noqa: BLE001
             self._internal_error("shutdown", error)
         if self._journal is not None:
-            self._journal.close(deadline - time.monotonic())
-        if self._stage is not None:
-            self._stage.shutdown(deadline - time.monotonic())
-        elif not call_within(
-            self._processor.shutdown,  # type: ignore[union-attr]
-            deadline - time.monotonic(),
-            "shutdown",
-        ):
+            self._journal.close(deadline.remaining())
+        if not self._path.shutdown(deadline.remaining()):
             _logger.warning(
-                "otel_lifecycle: the span processor did not shut down within %ss",
+                "otel_lifecycle: the export path did not shut down within %ss",
                 self._shutdown_timeout,
             )
 
@@ -523,89 +367,51 @@ class LifecycleSpanProcessor(SpanProcessor):
         if dying:
             self._shut_down(reason, in_handler=True)
             return
-        deadline = time.monotonic() + self._shutdown_timeout
+        deadline = self._deadline()
         try:
-            self._finalize_all(reason, deadline, in_handler=True)
+            self._finalizer.finalize_all(reason, deadline, in_handler=True)
         except Exception as error:  # noqa: BLE001
             self._internal_error("signal", error)
-        if self._stage is not None:
-            self._stage.flush(deadline - time.monotonic())
-        elif not call_within(lambda: self._flush_export(deadline), deadline, "flush"):
-            _logger.warning("otel_lifecycle: the span processor did not flush in time")
+        if not self._flush_export(deadline):
+            _logger.warning("otel_lifecycle: spans finalized on a signal were not all exported")
 
     def _end_after_drain(self, reason: Reason) -> None:
         """After the drain window (a thread of its own): finalize what is still open, export."""
-        deadline = time.monotonic() + self._shutdown_timeout
-        self._finalize_all(reason, deadline)
+        deadline = self._deadline()
+        self._finalizer.finalize_all(reason, deadline)
         if not self._flush_export(deadline):
             _logger.warning("otel_lifecycle: spans finalized after the drain were not all exported")
 
     def _mark_open_spans(self, reason: Reason) -> None:
-        """Record ``reason`` on every open span without ending it or taking any lock (SIGINT)."""
-        for span_id in list(self._open.spans):
-            self._endings.setdefault(span_id, Mark(reason))
+        self._finalizer.mark_open_spans(reason)
 
     def _record_unhandled(
         self, reason: Reason, exception: BaseException, thread: int | None
     ) -> None:
-        """Record an unhandled exception on the open local roots (of ``thread``, if given)."""
-        for span_id, root in list(self._open.roots.items()):
-            span = self._open.spans.get(span_id)
-            if span is None or thread not in (None, root[1]):
-                continue
-            try:
-                span.record_exception(exception, escaped=True)
-            except Exception as error:  # noqa: BLE001 - an exit hook must never raise
-                self._internal_error("record_unhandled", error)
-            self._endings.setdefault(span_id, Mark(reason))
+        self._finalizer.record_unhandled(reason, exception, thread)
 
     def _before_fork(self) -> None:
-        span_ids = tuple(self._open.spans)
-        self._forking = ForkRecord.of(span_ids) if span_ids else None
+        self._finalizer.forks.before_fork(self._open)
 
     def _after_fork_in_parent(self) -> None:
-        if self._forking is not None:
-            self._forks.append(self._forking)
-            self._forking = None
+        self._finalizer.forks.after_fork_in_parent()
 
     def _reset_after_fork(self) -> None:
         """In a forked child: the parent's open spans are the parent's, unless ended here."""
-        inherited = {
-            span_id: ending
-            for span_id, ending in self._endings.items()
-            if isinstance(ending, Inherited)
-        }
-        if self._forking is not None:
-            inherited.update(self._forking.inherited())
-        self._endings = dict(inherited)
-        self._forking = None
-        self._forks = []
+        self._finalizer.after_fork_in_child()
         self._open.spans.clear()
         self._open.roots.clear()
-        self._snapshotted = set()
-        self._dropped_by_trace = {}
-        self._counters = Counters()
+        self._snapshotted.clear()
+        self._dropped_by_trace.clear()
+        self._counters.reset_after_fork()
         if self._watchdog is not None and self._accepting:
             self._start_watchdog()
-
-    def _reclaim_forked(self) -> None:
-        """Forget the spans that a forked child ended: they were exported there."""
-        if not self._forks:
-            return
-        for record in self._forks:
-            for span_id in record.ended_in_child():
-                self._open.claim(span_id)
-        self._forks = [
-            record
-            for record in self._forks
-            if any(span_id in self._open.spans for span_id in record.span_ids)
-        ]
 
     # Introspection.
 
     def stats(self) -> LifecycleStats:
         """An immutable snapshot of the open spans and of the counters."""
-        self._reclaim_forked()
+        self._finalizer.forks.reclaim(self._open)
         open_traces, open_spans = self._open.counts()
         return self._counters.snapshot(open_traces, open_spans)
 
@@ -622,23 +428,6 @@ class LifecycleSpanProcessor(SpanProcessor):
             _logger.error(
                 "otel_lifecycle: internal error in %s (logged once)", where, exc_info=error
             )
-
-
-def _lock_is_free(span: Span) -> bool:
-    """Whether nobody holds the span's own lock now (pinned by a test against the SDK)."""
-    lock = span._lock
-    if not lock.acquire(blocking=False):
-        return False
-    lock.release()
-    return True
-
-
-def _queued(stage: ExportStage, span_id: int) -> bool:
-    return any(
-        queued.context.span_id == span_id
-        for lane in (stage.priority, stage.normal)
-        for queued in list(lane)
-    )
 
 
 def processors() -> list[LifecycleSpanProcessor]:

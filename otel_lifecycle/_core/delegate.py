@@ -1,0 +1,48 @@
+"""The export path through a span processor given as the delegate, called as the SDK calls it.
+
+The same interface as the export stage (``ExportPath``): every span goes to the
+processor's ``on_end`` (which queues or drops it by its own rules); flushing runs
+in the caller's thread with the remaining budget, as the SDK's provider would
+call it; shutting down is a bounded call, so a delegate that hangs cannot hold
+the process past its budget.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
+from otel_lifecycle._core.bounded import call_within
+
+
+class DelegatePath:
+    """A span processor as the export path: nothing is refused, nothing waits for room."""
+
+    closed = False
+
+    def __init__(self, processor: SpanProcessor) -> None:
+        self.processor = processor
+
+    def emit(self, span: ReadableSpan) -> bool:
+        """Hand ``span`` to the processor."""
+        self.processor.on_end(span)
+        return True
+
+    emit_priority = emit
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """The processor has its own queue: there is always room here."""
+        return True
+
+    def queued(self, span_id: int) -> bool:
+        """Whether ``span_id`` waits here: what ``on_end`` got is the processor's already."""
+        return False
+
+    def flush(self, timeout: float) -> bool:
+        """The processor's ``force_flush`` with ``timeout``; False when no budget is left."""
+        if timeout <= 0:
+            return False
+        return self.processor.force_flush(int(timeout * 1000)) is not False
+
+    def shutdown(self, timeout: float) -> bool:
+        """The processor's ``shutdown``, waited for at most ``timeout`` seconds."""
+        return call_within(self.processor.shutdown, timeout)
