@@ -9,11 +9,46 @@ not touched and is exported when it ends.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from opentelemetry.sdk.trace import ReadableSpan, Span
-from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import SpanContext
 
+from otel_lifecycle._core.conversation import Conversations
+from otel_lifecycle._core.deadline import Deadline
+from otel_lifecycle._core.export import ExportPath
+from otel_lifecycle._core.open_spans import OpenSpans
 from otel_lifecycle._core.semconv import CONVERSATION_ID, STATE, STATE_IN_PROGRESS
+
+
+class Markers:
+    """One marker per open root, the first time a flush finds it open."""
+
+    __slots__ = ("_ids", "sent")
+
+    def __init__(self) -> None:
+        self.sent: set[int] = set()
+        """The open roots that have a marker already (a root leaves when it ends)."""
+        self._ids = RandomIdGenerator()
+
+    def snapshot(
+        self,
+        open_spans: OpenSpans,
+        conversations: Conversations,
+        path: ExportPath,
+        emit: Callable[[ReadableSpan], None],
+        deadline: Deadline,
+    ) -> None:
+        """Emit a marker for each open root that has none, while the budget lasts."""
+        for span_id in list(open_spans.roots):
+            root = open_spans.spans.get(span_id)
+            if root is None or span_id in self.sent:
+                continue
+            if not path.wait_for_room(deadline.remaining()):
+                return
+            self.sent.add(span_id)
+            emit(in_progress_marker(root, conversations.of_span(root), self._ids))
 
 
 def in_progress_marker(

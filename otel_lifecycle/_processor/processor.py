@@ -1,26 +1,19 @@
 """``LifecycleSpanProcessor``: tracks open spans and finalizes them exactly once, with a reason.
 
-The path of a span, from ``on_start`` to the exporter:
+1. ``on_start``: one dict set (``_core.open_spans``), for local roots also their
+   start, thread, journal record and watchdog; then the conversation id.
+2. ``on_end``: a span with a pending ending (``_core.endings``) is settled first
+   (``finalizing``); local roots, finalized spans and markers go to the export
+   path's priority lane, other spans to its normal lane (``_core.export``); then
+   one dict pop.
+3. Shutdown, timeouts, flush and signals hand the open spans to the
+   ``finalizing`` module, within a deadline on the processor's clock.
 
-1. ``on_start``: one dict set (``_open_spans``); for local roots also their start,
-   thread, journal record and watchdog; then the conversation id
-   (``_conversation``).
-2. ``on_end``: hand the frozen span to the export stage (``_export``): local roots
-   to the priority lane, other spans to the normal lane; then one dict pop. A
-   span with a pending ending (``_endings``) is stamped first.
-3. Finalizing (shutdown, timeout, flush, signals): claim each open span (pop it),
-   end it with the public ``end()``, children first; its ``on_end`` stamps the
-   reason on the copy that is exported (``_finalize``), through the priority
-   lane, waiting for room rather than dropping.
-
-No lock is taken on the hot path, and none that a thread interrupted by a
-signal could hold is needed to finalize: a span whose own lock is held is
-skipped, or, when the process is about to die, exported as a stamped copy.
+No lock is taken on the hot path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import os
@@ -31,14 +24,13 @@ from typing import Callable, Union
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanContext
 
 from otel_lifecycle._core.active import live
 from otel_lifecycle._core.conversation import Conversations, Resolver
 from otel_lifecycle._core.deadline import Deadline
 from otel_lifecycle._core.delegate import DelegatePath
-from otel_lifecycle._core.export import ExportPath, ExportStage
+from otel_lifecycle._core.export import DroppedDescendants, ExportPath, ExportStage
 from otel_lifecycle._core.finalize import (
     FLUSH,
     SHUTDOWN,
@@ -46,11 +38,9 @@ from otel_lifecycle._core.finalize import (
     TIMEOUT,
     Reason,
     reason_named,
-    with_attribute,
 )
-from otel_lifecycle._core.markers import in_progress_marker
+from otel_lifecycle._core.markers import Markers
 from otel_lifecycle._core.open_spans import OpenSpans
-from otel_lifecycle._core.semconv import DROPPED_DESCENDANTS
 from otel_lifecycle._core.stats import Counters, LifecycleStats
 from otel_lifecycle._core.watchdog import RootWatchdog
 from otel_lifecycle._journal.writer import Journal
@@ -62,9 +52,6 @@ from otel_lifecycle._settings.processor import processor_options
 _logger = logging.getLogger(__name__)
 
 Delegate = Union[SpanExporter, SpanProcessor]
-
-DROPPED_MEMORY = 4096
-"""How many traces' counts of dropped descendants are kept until their root ends."""
 
 
 class LifecycleSpanProcessor(SpanProcessor):
@@ -141,8 +128,8 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._spans = self._open.spans
         """The open spans, read on the hot path (the same dict for the processor's life)."""
         self._max_spans = options.max_tracked_spans
-        self._snapshotted: set[int] = set()
-        self._dropped_by_trace: dict[int, int] = {}
+        self._markers = Markers()
+        self._refused = DroppedDescendants()
         self._counters = Counters()
         self._finalizer = Finalizer(
             self._open,
@@ -154,7 +141,6 @@ class LifecycleSpanProcessor(SpanProcessor):
         )
         self._endings = self._finalizer.endings
         """Spans with a pending ending, read on the hot path (the same dict for life)."""
-        self._id_generator = RandomIdGenerator()
         self._logged_errors: set[str] = set()
         self._shutdown_calls = itertools.count()
         self._accepting = True
@@ -163,7 +149,7 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._journal: Journal | None = None
         if options.journal is not None:
             self._journal = Journal(
-                options.journal, self._export_recovered, self._conversations.of_span
+                options.journal, self._emit_priority, self._conversations.of_span
             )
             self._journal.start()
         register(self)
@@ -240,10 +226,10 @@ class LifecycleSpanProcessor(SpanProcessor):
                 self._open.roots.pop(span_id, None)
                 if self._journal is not None:
                     self._journal.closed(context.trace_id, span_id)
-                if self._snapshotted:
-                    self._snapshotted.discard(span_id)
-                if self._dropped_by_trace:
-                    span = self._with_dropped_count(span, context.trace_id)
+                if self._markers.sent:
+                    self._markers.sent.discard(span_id)
+                if self._refused.by_trace:
+                    span = self._refused.reported_on(span, context.trace_id)
                 self._emit_priority(span)
             elif priority:
                 self._emit_priority(span)
@@ -259,22 +245,13 @@ class LifecycleSpanProcessor(SpanProcessor):
             closed = self._path.closed
             self._counters.add("dropped_after_shutdown" if closed else "dropped_priority")
 
-    def _with_dropped_count(self, root: ReadableSpan, trace_id: int) -> ReadableSpan:
-        """The ending local root, with how many of its trace's spans the full queue dropped."""
-        dropped = self._dropped_by_trace.pop(trace_id, 0)
-        return with_attribute(root, DROPPED_DESCENDANTS, dropped) if dropped else root
-
     def _dropped(self, trace_id: int) -> None:
         """An ordinary span was refused by the full queue: count it, and tell its root later."""
         if self._path.closed:
             self._counters.add("dropped_after_shutdown")
             return
         self._counters.add("dropped_overflow")
-        by_trace = self._dropped_by_trace
-        by_trace[trace_id] = by_trace.get(trace_id, 0) + 1
-        if len(by_trace) > DROPPED_MEMORY:
-            with contextlib.suppress(RuntimeError, StopIteration):  # changed meanwhile: next time
-                by_trace.pop(next(iter(by_trace)), None)
+        self._refused.add(trace_id)
 
     # Finalizing.
 
@@ -289,17 +266,6 @@ class LifecycleSpanProcessor(SpanProcessor):
     def _expire(self, root_ids: list[int]) -> None:
         self._finalizer.expire(root_ids, TIMEOUT, self._deadline())
 
-    def _snapshot_roots(self, deadline: Deadline) -> None:
-        for span_id in list(self._open.roots):
-            root = self._open.spans.get(span_id)
-            if root is None or span_id in self._snapshotted:
-                continue
-            if not self._path.wait_for_room(deadline.remaining()):
-                return
-            self._snapshotted.add(span_id)
-            marker = in_progress_marker(root, self._conversations.of_span(root), self._id_generator)
-            self._emit_priority(marker)
-
     # Flush and shutdown.
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -313,7 +279,9 @@ class LifecycleSpanProcessor(SpanProcessor):
             if self._watchdog is not None:
                 self._watchdog.check()
             if self._on_flush == "snapshot":
-                self._snapshot_roots(deadline)
+                self._markers.snapshot(
+                    self._open, self._conversations, self._path, self._emit_priority, deadline
+                )
             elif self._on_flush == "finalize":
                 self._finalizer.finalize_all(FLUSH, deadline)
         except Exception as error:  # noqa: BLE001
@@ -401,8 +369,8 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._finalizer.after_fork_in_child()
         self._open.spans.clear()
         self._open.roots.clear()
-        self._snapshotted.clear()
-        self._dropped_by_trace.clear()
+        self._markers.sent.clear()
+        self._refused.by_trace.clear()
         self._counters.reset_after_fork()
         if self._watchdog is not None and self._accepting:
             self._start_watchdog()
@@ -414,10 +382,6 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._finalizer.forks.reclaim(self._open)
         open_traces, open_spans = self._open.counts()
         return self._counters.snapshot(open_traces, open_spans)
-
-    def _export_recovered(self, span: ReadableSpan) -> None:
-        """The journal's recovered roots take the priority lane."""
-        self._emit_priority(span)
 
     def _internal_error(self, where: str, error: Exception) -> None:
         self._counters.add("internal_errors")
