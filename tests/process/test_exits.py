@@ -8,7 +8,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from gunicorn.config import Config
@@ -20,9 +19,9 @@ from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 from otel_lifecycle._process.servers import drain_of_handler
 from otel_lifecycle._settings.environment import load_settings
+from tests._paths import APPS, ROOT
 
-APP = Path(__file__).parent / "apps" / "exits_app.py"
-ROOT = Path(__file__).parent.parent
+APP = APPS / "exits_app.py"
 TIMEOUT = 30
 
 

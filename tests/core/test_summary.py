@@ -14,7 +14,7 @@ from otel_lifecycle._cli.receiver import OtlpReceiver
 from otel_lifecycle._core.finalize import SHUTDOWN
 from otel_lifecycle._core.summary import log_finalized
 from tests.conftest import Harness
-from tests.test_exits import run_app
+from tests.process.test_exits import run_app
 
 MakeHarness = Callable[..., Harness]
 

@@ -18,7 +18,6 @@ import weakref
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, cast
 
 import pytest
@@ -32,12 +31,12 @@ from opentelemetry.trace import Status, StatusCode, Tracer
 from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 from otel_lifecycle._core.conversation import TRACE_MEMORY, Conversations, current_conversation
+from tests._paths import APPS, ROOT
 from tests.conftest import Harness
 
 MakeHarness = Callable[..., Harness]
 
-APP = Path(__file__).parent / "apps" / "signal_app.py"
-ROOT = Path(__file__).parent.parent
+APP = APPS / "signal_app.py"
 STARTUP = 30.0
 """Seconds the app may take to import and open its spans."""
 BUDGET = 5.0
