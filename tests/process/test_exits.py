@@ -293,3 +293,11 @@ def test_a_gunicorn_workers_handler_gives_its_graceful_timeout_less_the_margin()
     assert drain_of_handler(worker.handle_exit) == 1.5
     assert drain_of_handler(signal.default_int_handler) is None
     assert drain_of_handler(signal.SIG_DFL) is None
+
+
+def test_sigterm_logs_one_line_on_stderr_of_the_dying_process(receiver: OtlpReceiver) -> None:
+    """A real process killed by SIGTERM with 2 open spans says so once on its stderr."""
+    outcome = run_app("sigterm", receiver, "grpc", send=signal.SIGTERM)
+    assert outcome.returncode == -signal.SIGTERM, outcome.stderr
+    lines = [line for line in outcome.stderr.splitlines() if "open span(s)" in line]
+    assert lines == ["otel_lifecycle: finalized 2 open span(s) on SIGTERM (error.type=SIGTERM)"]
