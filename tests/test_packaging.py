@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 import otel_lifecycle
+from tests._paths import ROOT
 
-ROOT = Path(__file__).parent.parent
 TIMEOUT = 120
 SKIPPED_NAMES = {"__pycache__", "build", "dist"}
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from gunicorn.config import Config
@@ -20,9 +19,9 @@ from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 from otel_lifecycle._process.servers import drain_of_handler
 from otel_lifecycle._settings.environment import load_settings
+from tests._paths import APPS, ROOT
 
-APP = Path(__file__).parent / "apps" / "exits_app.py"
-ROOT = Path(__file__).parent.parent
+APP = APPS / "exits_app.py"
 TIMEOUT = 30
 
 
@@ -294,3 +293,11 @@ def test_a_gunicorn_workers_handler_gives_its_graceful_timeout_less_the_margin()
     assert drain_of_handler(worker.handle_exit) == 1.5
     assert drain_of_handler(signal.default_int_handler) is None
     assert drain_of_handler(signal.SIG_DFL) is None
+
+
+def test_sigterm_logs_one_line_on_stderr_of_the_dying_process(receiver: OtlpReceiver) -> None:
+    """A real process killed by SIGTERM with 2 open spans says so once on its stderr."""
+    outcome = run_app("sigterm", receiver, "grpc", send=signal.SIGTERM)
+    assert outcome.returncode == -signal.SIGTERM, outcome.stderr
+    lines = [line for line in outcome.stderr.splitlines() if "open span(s)" in line]
+    assert lines == ["otel_lifecycle: finalized 2 open span(s) on SIGTERM (error.type=SIGTERM)"]

@@ -1,4 +1,4 @@
-"""Conversation ids: the resolution order, the conversation() scope, late ids."""
+"""Conversation ids: the resolution order, the conversation() scope, late ids, their memory."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Callable
 import pytest
 from opentelemetry import baggage, trace
 from opentelemetry.context import attach, detach
+from opentelemetry.sdk.trace import TracerProvider
 
 from otel_lifecycle import conversation
-from otel_lifecycle._core.conversation import current_conversation
+from otel_lifecycle._core.conversation import Conversations, current_conversation
 from tests.conftest import Harness
 
 MakeHarness = Callable[..., Harness]
@@ -177,3 +178,20 @@ def test_conversation_scope_is_isolated_between_asyncio_tasks(make_harness: Make
 def test_conversation_rejects_bad_ids(value: object, error: type) -> None:
     with pytest.raises(error, match="conversation_id"), conversation(value):  # type: ignore[arg-type]
         pass
+
+
+def test_the_conversation_memory_forgets_the_oldest_trace_first() -> None:
+    """A memory of 8 holds the 8 newest traces' ids, never more, after 18 traces."""
+    tracer = TracerProvider(shutdown_on_exit=False).get_tracer("tests")
+    conversations = Conversations(("gen_ai.conversation.id",), None, "none", memory=8)
+    trace_ids: list[int] = []
+    for number in range(18):
+        span = tracer.start_span("root", attributes={"gen_ai.conversation.id": f"c{number}"})
+        trace_id = span.get_span_context().trace_id
+        conversations.on_start(span, trace_id, None)  # type: ignore[arg-type]
+        span.end()
+        trace_ids.append(trace_id)
+        assert conversations.remembered() == min(number + 1, 8)
+    assert [conversations.of_trace(trace_id) for trace_id in trace_ids] == [None] * 10 + [
+        f"c{number}" for number in range(10, 18)
+    ]

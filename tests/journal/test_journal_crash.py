@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
+from tests._paths import APPS, ROOT
 
-APP = Path(__file__).parent / "apps" / "journal_app.py"
+APP = APPS / "journal_app.py"
 CLI = Path(sys.executable).with_name("otel-lifecycle")
-ROOT = Path(__file__).parent.parent
 TIMEOUT = 30
 CRASHED = {"agent.run", "job.handle"}
 

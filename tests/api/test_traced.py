@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import subprocess
 import sys
@@ -14,43 +13,14 @@ from typing import Any, Callable
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 import otel_lifecycle
 from otel_lifecycle import traced
+from tests.api._helpers import assert_error, attrs, exception_events, input_of, output_of
 from tests.conftest import Harness
 
 MakeHarness = Callable[..., Harness]
-
-
-@pytest.fixture
-def harness(make_harness: MakeHarness) -> Harness:
-    return make_harness()
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def input_of(span: ReadableSpan) -> Any:
-    assert attrs(span)["input.mime_type"] == "application/json"
-    return json.loads(attrs(span)["input.value"])
-
-
-def output_of(span: ReadableSpan) -> Any:
-    assert attrs(span)["output.mime_type"] == "application/json"
-    return json.loads(attrs(span)["output.value"])
-
-
-def assert_error(span: ReadableSpan, error_type: str, description: str) -> None:
-    assert span.status.status_code is StatusCode.ERROR
-    assert span.status.description == description
-    assert attrs(span)["error.type"] == error_type
-
-
-def exception_events(span: ReadableSpan) -> list[dict[str, Any]]:
-    return [dict(event.attributes or {}) for event in span.events if event.name == "exception"]
 
 
 def test_sync_success_records_name_input_output_and_ok(harness: Harness) -> None:

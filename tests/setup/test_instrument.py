@@ -23,8 +23,9 @@ from otel_lifecycle import LifecycleConfigurator, LifecycleSpanProcessor
 from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 from otel_lifecycle._core.export import FanOutExporter
 from otel_lifecycle._setup.instrument import attach, lifecycle_processors, post_instrument
+from tests._paths import APPS
 
-APP = Path(__file__).parent / "apps" / "open_root.py"
+APP = APPS / "open_root.py"
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
 
 

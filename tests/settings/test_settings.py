@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Callable
 
 import pytest
 
 import otel_lifecycle
 from otel_lifecycle._settings.environment import VARIABLES, Variable, load_settings
+from tests._paths import ROOT
 from tests.conftest import Harness
 
 BY_NAME = {variable.name: variable for variable in VARIABLES}
@@ -79,7 +79,7 @@ def test_unset_empty_or_blank_means_the_default(
 
 @pytest.mark.parametrize("variable", VARIABLES, ids=ids)
 def test_every_variable_is_documented_in_the_readme(variable: Variable[object]) -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"| `{variable.name}` |" in readme
 
 

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Iterator
 from typing import Callable
 
 import pytest
 from opentelemetry import trace
 
-from otel_lifecycle._cli.receiver import OtlpReceiver
 from otel_lifecycle._core.finalize import SHUTDOWN
 from otel_lifecycle._core.summary import log_finalized
 from tests.conftest import Harness
-from tests.test_exits import run_app
 
 MakeHarness = Callable[..., Harness]
 
@@ -117,12 +114,3 @@ def test_a_batch_with_several_reasons_counts_each(warnings: Callable[[], list[st
         "otel_lifecycle: finalized 5 open span(s) at shutdown"
         " (error.type=shutdown: 3, KeyboardInterrupt: 1, ValueError: 1)"
     ]
-
-
-def test_sigterm_logs_one_line_on_stderr_of_the_dying_process() -> None:
-    """A real process killed by SIGTERM with 2 open spans says so once on its stderr."""
-    with OtlpReceiver() as receiver:
-        outcome = run_app("sigterm", receiver, "grpc", send=signal.SIGTERM)
-    assert outcome.returncode == -signal.SIGTERM, outcome.stderr
-    lines = [line for line in outcome.stderr.splitlines() if "open span(s)" in line]
-    assert lines == ["otel_lifecycle: finalized 2 open span(s) on SIGTERM (error.type=SIGTERM)"]

@@ -16,10 +16,11 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanContext, Status, StatusCode
 
 from otel_lifecycle import ConsoleTreeSpanExporter
+from tests._paths import APPS
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 OTHER_TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
-APP = Path(__file__).parent / "apps" / "open_root.py"
+APP = APPS / "open_root.py"
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
 MS = 1_000_000
 CONVERSATION_ID = "gen_ai.conversation.id"

@@ -1,0 +1,1 @@
+"""Tests of ``otel_lifecycle._cli``: the command, the demo and the embedded OTLP receiver."""

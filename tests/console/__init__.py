@@ -1,0 +1,1 @@
+"""Tests of ``otel_lifecycle._console``: the console tree exporter."""

@@ -1,0 +1,1 @@
+"""Tests of ``otel_lifecycle._core``: export stage, conversation ids, metrics, summary line."""

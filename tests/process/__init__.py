@@ -1,0 +1,1 @@
+"""Tests of ``otel_lifecycle._process``: signals, exits, fork and real servers, in subprocesses."""

@@ -1,0 +1,1 @@
+"""Tests of ``otel_lifecycle._processor``: ``LifecycleSpanProcessor`` in-process and over OTLP."""

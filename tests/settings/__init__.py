@@ -1,0 +1,1 @@
+"""Tests of ``otel_lifecycle._settings``: every ``OTEL_LIFECYCLE_*`` variable."""

@@ -1,0 +1,1 @@
+"""Tests of ``otel_lifecycle._setup``: ``configure()`` and ``opentelemetry-instrument``."""
