@@ -1,26 +1,20 @@
 """otel_lifecycle: every span that was started is exported exactly once, with how it ended.
 
-The public API is re-exported here; the work is in private modules, one concept each:
+The public API is re-exported here; the work is in private packages, one concept
+each, whose imports flow one way (README, "Architecture"):
 
-- the processor: ``_processor`` (hooks, finalizing, flush, shutdown),
-  ``_open_spans`` (the open spans by span id), ``_endings`` (spans with a
-  pending ending: claimed, marked, inherited across fork), ``_finalize``
-  (reasons, stamping a span), ``_export`` (the owned export path),
-  ``_watchdog`` (root timeouts), ``_snapshot`` (in-progress markers),
-  ``_conversation`` (conversation ids), ``_stats``, ``_bounded`` (calls within
-  a time budget);
-- operating it: ``_active`` (the live processors), ``_metrics`` (the counts as
-  OpenTelemetry metrics), ``_summary`` (one log line per batch finalized);
-- process exits: ``_exits`` (signals, excepthooks, atexit, fork), ``_journal``,
-  ``_journal_store``, ``_journal_record`` and ``_recover`` (the crash journal);
-- setup: ``_settings`` (every environment variable), ``_configure``,
-  ``_instrument`` (``opentelemetry-instrument``), ``_entry_points``;
-- the root lifecycle API: ``_traced`` (decorator), ``_span`` (context manager,
-  ``fail``, ``set_output``), ``_run`` (shared start/finish), ``_sanitize``;
-- ``_console``: a compact tree exporter for development;
-- the command line: ``_cli``, ``_doctor``, ``_demo`` and ``_demo_app``, ``_report``
-  and ``_tree`` (rendering), ``_receiver`` (an embedded OTLP receiver);
-- ``_semconv``: the attribute names written and read.
+- ``_settings``: every environment variable, its default, and argument checks;
+- ``_core``: what a span goes through from ``on_start`` to the exporter: open
+  spans, pending endings, reasons and stamping, conversation ids, the export
+  stage, root timeouts, in-progress markers, counters and metrics;
+- ``_journal``: the crash journal and its recovery;
+- ``_process``: signals, excepthooks, atexit, fork, and servers that drain;
+- ``_api``: ``@traced``, ``span()``, ``fail()``, ``set_output()``, sanitizing;
+- ``_console``: the compact tree exporter for development;
+- ``_processor``: ``LifecycleSpanProcessor``, putting the core, the journal and
+  the process hooks together;
+- ``_setup``: ``configure()`` and the hooks of ``opentelemetry-instrument``;
+- ``_cli``: the ``otel-lifecycle`` command (doctor, recover, demo).
 """
 
 from __future__ import annotations
@@ -31,7 +25,8 @@ from otel_lifecycle._console.exporter import ConsoleTreeSpanExporter
 from otel_lifecycle._core.conversation import conversation
 from otel_lifecycle._core.stats import LifecycleStats
 from otel_lifecycle._journal.recovery import RecoveryError, recover
-from otel_lifecycle._processor.processor import LifecycleSpanProcessor, processors
+from otel_lifecycle._processor.live import processors
+from otel_lifecycle._processor.processor import LifecycleSpanProcessor
 from otel_lifecycle._setup.configure import configure
 from otel_lifecycle._setup.instrument import LifecycleConfigurator
 from otel_lifecycle._version import __version__

@@ -63,13 +63,6 @@ KNOWN_CYCLES: Set[frozenset[str]] = {
 }
 """Import cycles inside a package that are known and being removed; nothing may be added."""
 
-OVERSIZED: Set[str] = {
-    # This list must shrink to empty: split a module instead of adding it here.
-    "otel_lifecycle/_processor/processor.py",  # being split
-    "otel_lifecycle/_settings/environment.py",
-}
-"""Modules over MAX_LINES lines today."""
-
 
 @dataclass(frozen=True)
 class Import:
@@ -283,27 +276,14 @@ def test_every_package_has_an_init_with_a_docstring() -> None:
     assert problems == [], "\n".join(problems)
 
 
-def line_counts() -> dict[str, int]:
-    return {
-        relative(path): len(path.read_text(encoding="utf-8").splitlines())
-        for path in MODULES.values()
-    }
-
-
 def test_no_module_is_over_the_line_limit() -> None:
+    """One concept per module: a module that grows past MAX_LINES is split, not excused."""
     over = {
-        path: count
-        for path, count in line_counts().items()
-        if count > MAX_LINES and path not in OVERSIZED
+        relative(path): count
+        for path in MODULES.values()
+        if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert over == {}, f"over {MAX_LINES} lines, split them: {over}"
-
-
-def test_every_oversized_module_is_still_over_the_limit() -> None:
-    """A module split below the limit must leave OVERSIZED, so that the list only shrinks."""
-    counts = line_counts()
-    shrunk = {path: counts.get(path) for path in OVERSIZED if counts.get(path, 0) <= MAX_LINES}
-    assert shrunk == {}, f"no longer over {MAX_LINES} lines, remove from OVERSIZED: {shrunk}"
 
 
 SAMPLE = '''

@@ -26,7 +26,6 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import SpanContext
 
-from otel_lifecycle._core.active import live
 from otel_lifecycle._core.conversation import Conversations, Resolver
 from otel_lifecycle._core.deadline import Deadline
 from otel_lifecycle._core.delegate import DelegatePath
@@ -392,13 +391,3 @@ class LifecycleSpanProcessor(SpanProcessor):
             _logger.error(
                 "otel_lifecycle: internal error in %s (logged once)", where, exc_info=error
             )
-
-
-def processors() -> list[LifecycleSpanProcessor]:
-    """The ``LifecycleSpanProcessor`` instances of this process, in no particular order.
-
-    Every processor created here and not garbage-collected yet, shut down or
-    not, including one that ``opentelemetry-instrument`` or ``configure()``
-    created; a forked child lists the ones it inherited.
-    """
-    return [processor for processor in live() if isinstance(processor, LifecycleSpanProcessor)]

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._core.bounded import MAX_THREADS, BoundedCaller
 from otel_lifecycle._core.deadline import Deadline
-from tests.test_dropin import RecordingProcessor
+from tests.processor.test_dropin import RecordingProcessor
 
 BUDGET = 10.0
 """Seconds a call that does finish is given: far more than it needs."""
