@@ -19,9 +19,9 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode
 
 from otel_lifecycle._api.sanitize import describe_exception, sanitize
+from otel_lifecycle._core.finalize import fail_span
 from otel_lifecycle._core.semconv import (
     CONVERSATION_ID,
-    ERROR_TYPE,
     INPUT_MIME_TYPE,
     INPUT_VALUE,
     JSON_MIME_TYPE,
@@ -141,8 +141,7 @@ class Run:
         if output is not MISSING and not self._output_set:
             self.set_output(output)
         if error is not None:
-            span.set_attribute(ERROR_TYPE, type(error).__name__)
-            span.set_status(Status(StatusCode.ERROR, describe_exception(error)))
+            fail_span(span, type(error).__name__, describe_exception(error))
             try:
                 span.record_exception(error, escaped=True)
             except Exception:  # noqa: BLE001 - e.g. an exception whose str() raises
