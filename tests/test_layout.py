@@ -56,13 +56,6 @@ ALLOWED: Mapping[str, Set[str]] = {
 }
 """Which layers each layer may import; a layer may always import its own modules."""
 
-KNOWN_CYCLES: Set[frozenset[str]] = {
-    # demo.py imports report.write_html, report.py imports demo.RunResult under
-    # TYPE_CHECKING; being fixed separately. Remove this entry when it lands.
-    frozenset({"otel_lifecycle._cli.demo", "otel_lifecycle._cli.report"}),
-}
-"""Import cycles inside a package that are known and being removed; nothing may be added."""
-
 
 @dataclass(frozen=True)
 class Import:
@@ -241,25 +234,11 @@ def test_imports_flow_only_the_allowed_way_between_layers() -> None:
 
 
 def test_no_import_cycle_between_modules_of_a_package() -> None:
-    unexpected = {
-        component: imports
-        for component, imports in cycles_inside_packages().items()
-        if component not in KNOWN_CYCLES
-    }
-    assert unexpected == {}, "import cycles:\n" + "\n".join(
+    cycles = cycles_inside_packages()
+    assert cycles == {}, "import cycles:\n" + "\n".join(
         f"{' <-> '.join(sorted(component))}:\n" + "\n".join(f"  {found}" for found in imports)
-        for component, imports in unexpected.items()
+        for component, imports in cycles.items()
     )
-
-
-def test_every_known_cycle_is_still_there() -> None:
-    """A cycle that was removed must leave KNOWN_CYCLES, so that it cannot come back."""
-    gone = [
-        " <-> ".join(sorted(cycle))
-        for cycle in KNOWN_CYCLES
-        if cycle not in cycles_inside_packages()
-    ]
-    assert gone == [], f"no longer a cycle, remove from KNOWN_CYCLES: {gone}"
 
 
 def test_every_package_has_an_init_with_a_docstring() -> None:

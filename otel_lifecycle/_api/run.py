@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from collections.abc import Awaitable
 from contextvars import Token
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode
 
 from otel_lifecycle._api.sanitize import describe_exception, sanitize
+from otel_lifecycle._core.finalize import fail_span
 from otel_lifecycle._core.semconv import (
     CONVERSATION_ID,
-    ERROR_TYPE,
     INPUT_MIME_TYPE,
     INPUT_VALUE,
     JSON_MIME_TYPE,
@@ -105,20 +106,24 @@ def tracer_for(provider: object) -> trace.Tracer:
     return provider.get_tracer(TRACER_NAME)
 
 
-_open: dict[int, Run] = {}
-"""Runs started and not finished yet, by ``id(span)``."""
+_runs: weakref.WeakValueDictionary[int, Run] = weakref.WeakValueDictionary()
+"""The unfinished runs by ``id(span)``, for ``set_output(span=...)`` from any thread or context.
+
+Weak: a run is held by the code running its body (the decorator's frame, the
+``span()`` block), and its entry goes with it if that code is dropped before it
+finishes. Being alive, a run's span is too, so no other span can have its id.
+"""
 
 
 def run_of(span: trace.Span) -> Run | None:
     """The unfinished run of ``span``, if ``traced`` or ``span()`` started it."""
-    run = _open.get(id(span))
-    return run if run is not None and run.span is span else None
+    return _runs.get(id(span))
 
 
 class Run:
     """A span started by ``span()`` or ``traced``, and what it records until it finishes."""
 
-    __slots__ = ("_output_set", "capture", "span")
+    __slots__ = ("__weakref__", "_output_set", "capture", "span")
 
     def __init__(self, span: trace.Span, capture: Capture) -> None:
         self.span = span
@@ -135,15 +140,14 @@ class Run:
 
     def finish(self, error: BaseException | None, output: object = MISSING) -> None:
         """End the span: ERROR with the exception, else OK unless it already failed."""
-        _open.pop(id(self.span), None)
+        _runs.pop(id(self.span), None)
         span = self.span
         if not span.is_recording():
             return
         if output is not MISSING and not self._output_set:
             self.set_output(output)
         if error is not None:
-            span.set_attribute(ERROR_TYPE, type(error).__name__)
-            span.set_status(Status(StatusCode.ERROR, describe_exception(error)))
+            fail_span(span, type(error).__name__, describe_exception(error))
             try:
                 span.record_exception(error, escaped=True)
             except Exception:  # noqa: BLE001 - e.g. an exception whose str() raises
@@ -192,7 +196,7 @@ def start(
     if conversation_id is not None:
         attributes[CONVERSATION_ID] = conversation_id
     run = Run(tracer.start_span(name, attributes=attributes), capture)
-    _open[id(run.span)] = run
+    _runs[id(run.span)] = run
     return run
 
 

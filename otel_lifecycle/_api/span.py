@@ -7,7 +7,6 @@ from types import TracebackType
 
 from opentelemetry import context, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Status, StatusCode
 
 from otel_lifecycle._api.run import (
     MISSING,
@@ -23,7 +22,7 @@ from otel_lifecycle._api.run import (
     tracer_for,
     write_output,
 )
-from otel_lifecycle._core.semconv import ERROR_TYPE
+from otel_lifecycle._core.finalize import fail_span
 from otel_lifecycle._settings.checks import check_text
 
 DEFAULT_ERROR_TYPE = "_OTHER"
@@ -144,9 +143,7 @@ def fail(
     if not isinstance(reason, str):
         raise TypeError(f"reason must be a str, got {type(reason).__name__}")
     check_text("error_type", error_type)
-    target = _target(span)
-    target.set_attribute(ERROR_TYPE, error_type)
-    target.set_status(Status(StatusCode.ERROR, reason))
+    fail_span(_target(span), error_type, reason)
 
 
 def set_output(value: object, *, span: trace.Span | None = None) -> None:

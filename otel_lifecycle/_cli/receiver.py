@@ -185,6 +185,9 @@ class OtlpReceiver:
     """An in-process OTLP trace receiver speaking gRPC and HTTP/protobuf on loopback.
 
     Use as ``with OtlpReceiver() as receiver: ...`` or call :meth:`start` / :meth:`stop`.
+    A request's spans are stored before it is answered: once an exporter's ``export()``
+    has returned, they are in :meth:`spans`. :meth:`wait_for` is for spans that arrive on
+    another schedule (a collector forwarding them).
     With ``hang=True`` every request blocks until :meth:`stop` and is then rejected without
     being stored, simulating a hanging collector so that exporters run into their timeouts.
     """
@@ -293,10 +296,6 @@ class OtlpReceiver:
         """Block until ``predicate(spans)`` is true; return False if ``timeout`` elapses first."""
         with self._condition:
             return self._condition.wait_for(lambda: predicate(tuple(self._received)), timeout)
-
-    def wait_for_count(self, count: int, timeout: float) -> bool:
-        """Block until at least ``count`` spans have been received or ``timeout`` elapses."""
-        return self.wait_for(lambda spans: len(spans) >= count, timeout)
 
     def _accept(self, request: ExportTraceServiceRequest, transport: str) -> bool:
         """Store a request's spans; in hang mode block until stop() and store nothing."""

@@ -5,14 +5,11 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from otel_lifecycle._cli.demo_app import SCENARIOS, SETTINGS
 from otel_lifecycle._cli.receiver import ReceivedSpan
+from otel_lifecycle._cli.results import RunResult
 from otel_lifecycle._console.tree import Forest, describe
-
-if TYPE_CHECKING:
-    from otel_lifecycle._cli.demo import RunResult
 
 _INTRO = (
     "The same agent app, run once per column, with five concurrent conversations ("

@@ -52,11 +52,6 @@ def conversation(conversation_id: str) -> Iterator[str]:
         _current.reset(token)
 
 
-def current_conversation() -> str | None:
-    """The id of the innermost ``conversation()`` scope, if any."""
-    return _current.get()
-
-
 def live_attributes(span: Span) -> Mapping[str, object]:
     """The live span's attributes, read without a copy or a lock.
 

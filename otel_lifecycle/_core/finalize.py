@@ -1,6 +1,8 @@
 """Reasons, and how a span that ended badly is given a terminal status that says why.
 
-One table of reasons. A finalizer calls :func:`stamp` on the live span (ERROR,
+One table of reasons, and :func:`fail_span`, the one way a live span is given
+ERROR and an ``error.type`` through the public span API (``fail()``, an
+exception escaping a traced body). A finalizer calls :func:`stamp` on the live span (ERROR,
 ``error.type``, ``otel_lifecycle.finalized_by``, the conversation id) while it
 holds the span's lock and sees it open, then ends it with the public ``end()``.
 If the application's own ``end()`` gets in between, the span is exported
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
+from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.sdk.util import BoundedList
@@ -78,6 +81,12 @@ def reason_attributes(
     if conversation_id is not None:
         attributes[CONVERSATION_ID] = conversation_id
     return attributes
+
+
+def fail_span(span: trace.Span, error_type: str, description: str) -> None:
+    """Give the live ``span`` status ERROR with ``description``, and ``error.type``."""
+    span.set_attribute(ERROR_TYPE, error_type)
+    span.set_status(Status(StatusCode.ERROR, description))
 
 
 _MISSING = object()

@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
 
 from otel_lifecycle._core.finalize import PROCESS_CRASH, reason_attributes
 from otel_lifecycle._journal.store import ClaimedRoot
@@ -78,7 +78,7 @@ def recovered_span(root: ClaimedRoot) -> ReadableSpan:
         resource=Resource(_tuples(data["resource"]), data["resource_schema_url"]),
         attributes=attributes,  # type: ignore[arg-type]
         kind=SpanKind[data["kind"]],
-        status=Status(StatusCode.ERROR, PROCESS_CRASH.description),
+        status=PROCESS_CRASH.status,
         start_time=start_time,
         end_time=max(root.heartbeat_ns, start_time),
         instrumentation_scope=None if scope is None else InstrumentationScope(*scope),

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextvars
+import gc
 import json
 import logging
+import weakref
 from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import StatusCode
@@ -102,6 +106,19 @@ def test_fail_and_set_output_on_a_given_span(harness: Harness) -> None:
     exported = harness.exported()["other"]
     assert output_of(exported) == ["result", {"token": "[REDACTED]"}]
     assert_error(exported, "upstream", "upstream failed")
+
+
+def test_a_span_block_left_unfinished_is_not_kept_alive() -> None:
+    """Nothing of the package holds a ``span()`` whose block was dropped before it ended."""
+    provider = TracerProvider(shutdown_on_exit=False)  # no processor holds an open span
+
+    def abandon() -> weakref.ref[trace.Span]:
+        scope = span("abandoned", tracer_provider=provider)
+        return weakref.ref(scope.__enter__().span)
+
+    abandoned = contextvars.copy_context().run(abandon)
+    gc.collect()
+    assert abandoned() is None
 
 
 def test_fail_and_set_output_with_no_current_span_do_nothing() -> None:

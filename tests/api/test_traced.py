@@ -7,6 +7,7 @@ import inspect
 import logging
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Callable
@@ -502,6 +503,152 @@ def test_explicit_set_output_wins_over_the_return_value(harness: Harness) -> Non
 
     assert run() == "a very long raw return value"
     assert output_of(harness.exported()["run"]) == {"summary": "short"}
+
+
+def test_set_output_in_a_generator_a_coroutine_and_an_async_generator_wins(
+    harness: Harness,
+) -> None:
+    """Set in a body resumed after a yield or an await, or in a thread it awaits: the output."""
+
+    @traced(name="stream", tracer_provider=harness.provider)
+    def stream() -> Iterator[int]:
+        yield 1
+        otel_lifecycle.set_output("stream summary")
+        yield 2
+
+    @traced(name="coro", tracer_provider=harness.provider)
+    async def coro() -> str:
+        await asyncio.sleep(0)
+        otel_lifecycle.set_output("coro summary")
+        return "raw"
+
+    @traced(name="astream", tracer_provider=harness.provider)
+    async def astream() -> AsyncIterator[int]:
+        yield 1
+        await asyncio.sleep(0)
+        otel_lifecycle.set_output("astream summary")
+        yield 2
+
+    @traced(name="delegating", tracer_provider=harness.provider)
+    async def delegating() -> str:
+        await asyncio.to_thread(otel_lifecycle.set_output, "from a worker thread")
+        return "raw"
+
+    async def main() -> tuple[str, list[int], str]:
+        return await coro(), [item async for item in astream()], await delegating()
+
+    assert list(stream()) == [1, 2]
+    assert asyncio.run(main()) == ("raw", [1, 2], "raw")
+    spans = harness.exported()
+    names = ("stream", "coro", "astream", "delegating")
+    assert {name: output_of(spans[name]) for name in names} == {
+        "stream": "stream summary",
+        "coro": "coro summary",
+        "astream": "astream summary",
+        "delegating": "from a worker thread",
+    }
+
+
+def test_set_output_follows_capture_off_in_every_kind_of_body(harness: Harness) -> None:
+    """With capture off, ``set_output()`` in a body, resumed or not, records nothing either."""
+    quiet = traced(capture_input=False, capture_output=False, tracer_provider=harness.provider)
+
+    @quiet
+    def call() -> str:
+        otel_lifecycle.set_output("secret")
+        return "secret"
+
+    @quiet
+    def stream() -> Iterator[int]:
+        yield 1
+        otel_lifecycle.set_output("secret")
+
+    @quiet
+    async def coro() -> str:
+        await asyncio.sleep(0)
+        otel_lifecycle.set_output("secret")
+        return "secret"
+
+    @quiet
+    async def astream() -> AsyncIterator[int]:
+        await asyncio.sleep(0)
+        otel_lifecycle.set_output("secret")
+        yield 1
+
+    async def main() -> tuple[str, list[int]]:
+        return await coro(), [item async for item in astream()]
+
+    async def async_block() -> None:
+        with otel_lifecycle.span(
+            "async_block", capture_output=False, tracer_provider=harness.provider
+        ):
+            await asyncio.sleep(0)
+            otel_lifecycle.set_output("secret")
+
+    assert (call(), list(stream()), asyncio.run(main())) == ("secret", [1], ("secret", [1]))
+    with otel_lifecycle.span("block", capture_output=False, tracer_provider=harness.provider):
+        otel_lifecycle.set_output("secret")
+    asyncio.run(async_block())
+    spans = harness.exporter.get_finished_spans()
+    assert [span.name.rpartition(".")[2] for span in spans] == [
+        "call",
+        "stream",
+        "coro",
+        "astream",
+        "block",
+        "async_block",
+    ]
+    assert [attrs(span) for span in spans] == [{}, {}, {}, {}, {}, {}]
+
+
+def test_set_output_on_an_outer_span_from_a_nested_traced_call(harness: Harness) -> None:
+    @traced(name="inner", tracer_provider=harness.provider)
+    def inner(outer_span: trace.Span) -> str:
+        otel_lifecycle.set_output("for the outer run", span=outer_span)
+        return "inner result"
+
+    @traced(name="outer", tracer_provider=harness.provider)
+    def outer() -> str:
+        inner(trace.get_current_span())
+        return "outer result"
+
+    assert outer() == "outer result"
+    spans = harness.exported()
+    assert output_of(spans["outer"]) == "for the outer run"
+    assert output_of(spans["inner"]) == "inner result"
+
+
+def test_set_output_on_a_given_span_from_a_thread_follows_its_run(harness: Harness) -> None:
+    """A thread that does not carry the context: the span given still finds its run."""
+
+    def report(span: trace.Span, value: str) -> None:
+        worker = threading.Thread(
+            target=otel_lifecycle.set_output, args=(value,), kwargs={"span": span}
+        )
+        worker.start()
+        worker.join()
+
+    @traced(name="loud", tracer_provider=harness.provider)
+    def loud() -> str:
+        report(trace.get_current_span(), "from a thread")
+        return "raw"
+
+    @traced(
+        name="quiet", capture_input=False, capture_output=False, tracer_provider=harness.provider
+    )
+    def quiet() -> str:
+        report(trace.get_current_span(), "secret")
+        return "secret"
+
+    assert (loud(), quiet()) == ("raw", "secret")
+    with otel_lifecycle.span(
+        "block", capture_output=False, tracer_provider=harness.provider
+    ) as block:
+        report(block.span, "secret")
+    spans = harness.exported()
+    assert output_of(spans["loud"]) == "from a thread"
+    assert attrs(spans["quiet"]) == {}
+    assert attrs(spans["block"]) == {}
 
 
 def test_a_root_finalized_while_its_body_runs_is_exported_once_with_input_and_id(

@@ -8,17 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from otel_lifecycle._cli.demo import (
-    MODES,
-    OrphanGroup,
-    RunResult,
-    collect,
-    endpoint_problem,
-    run_demo,
-)
+from otel_lifecycle._cli.demo import MODES, collect, endpoint_problem, run_demo
 from otel_lifecycle._cli.demo_app import SCENARIOS, SETTINGS
 from otel_lifecycle._cli.main import main
 from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
+from otel_lifecycle._cli.results import OrphanGroup, RunResult
 
 OTEL_LIFECYCLE = Path(sys.executable).parent / "otel-lifecycle"
 

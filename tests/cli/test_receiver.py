@@ -93,7 +93,6 @@ def test_round_trip_decodes_sdk_spans(receiver: OtlpReceiver, transport: str) ->
         child.set_status(Status(StatusCode.ERROR, "boom"))
         child.end(end_time=1_200_000_000)
         parent.end(end_time=1_250_000_000)
-        assert receiver.wait_for_count(2, TIMEOUT)
     finally:
         provider.shutdown()
 
@@ -183,9 +182,8 @@ def test_decode_request_handles_all_value_kinds() -> None:
 def test_wait_for_times_out_quickly(receiver: OtlpReceiver) -> None:
     started = time.monotonic()
     assert receiver.wait_for(lambda spans: len(spans) > 0, timeout=0.05) is False
-    assert receiver.wait_for_count(1, timeout=0.01) is False
     assert time.monotonic() - started < 2.0
-    assert receiver.wait_for_count(0, timeout=0.0) is True
+    assert receiver.wait_for(lambda spans: spans == (), timeout=0.0) is True
 
 
 def test_clear_and_snapshot(receiver: OtlpReceiver) -> None:
@@ -193,13 +191,12 @@ def test_clear_and_snapshot(receiver: OtlpReceiver) -> None:
     provider.add_span_processor(SimpleSpanProcessor(_make_exporter(receiver, "http")))
     try:
         provider.get_tracer("t").start_span("one").end()
-        assert receiver.wait_for_count(1, TIMEOUT)
         snapshot = receiver.spans()
         receiver.clear()
         assert receiver.spans() == ()
         assert [span.name for span in snapshot] == ["one"]
         provider.get_tracer("t").start_span("two").end()
-        assert receiver.wait_for(lambda spans: [s.name for s in spans] == ["two"], TIMEOUT)
+        assert [span.name for span in receiver.spans()] == ["two"]
     finally:
         provider.shutdown()
 

@@ -13,7 +13,7 @@ from opentelemetry.context import attach, detach
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_lifecycle import conversation
-from otel_lifecycle._core.conversation import Conversations, current_conversation
+from otel_lifecycle._core.conversation import Conversations
 from tests.conftest import Harness
 
 MakeHarness = Callable[..., Harness]
@@ -63,7 +63,7 @@ def test_children_in_a_thread_pool_inherit_the_trace_id(make_harness: MakeHarnes
     ctx = trace.set_span_in_context(root)
 
     def work(index: int) -> None:
-        assert current_conversation() is None
+        harness.tracer.start_span(f"unscoped-{index}").end()
         with conversation("other"):
             harness.tracer.start_span(f"worker-{index}", context=ctx).end()
 
@@ -71,6 +71,7 @@ def test_children_in_a_thread_pool_inherit_the_trace_id(make_harness: MakeHarnes
         list(pool.map(work, range(4)))
     root.end()
     assert {cid(harness, f"worker-{index}") for index in range(4)} == {"conv-1"}
+    assert {cid(harness, f"unscoped-{index}") for index in range(4)} == {None}
 
 
 def test_finalization_rereads_the_live_span(make_harness: MakeHarness) -> None:
@@ -138,20 +139,27 @@ def test_no_fallback_leaves_the_attribute_unset(make_harness: MakeHarness) -> No
     assert "gen_ai.conversation.id" not in (harness.exported()["root"].attributes or {})
 
 
-def test_conversation_scope_nests_and_restores() -> None:
-    assert current_conversation() is None
+def test_conversation_scope_nests_and_restores(make_harness: MakeHarness) -> None:
+    harness = make_harness()
+    harness.tracer.start_span("before").end()
     with conversation("outer"):
         with conversation("inner") as value:
-            assert value == "inner"
-            assert current_conversation() == "inner"
-        assert current_conversation() == "outer"
-    assert current_conversation() is None
+            harness.tracer.start_span("inner").end()
+        harness.tracer.start_span("outer").end()
+    harness.tracer.start_span("after").end()
+    assert value == "inner"
+    names = ("before", "inner", "outer", "after")
+    assert [cid(harness, name) for name in names] == [None, "inner", "outer", None]
 
 
-def test_conversation_scope_is_restored_after_an_exception() -> None:
-    with pytest.raises(RuntimeError), conversation("c"):
-        raise RuntimeError
-    assert current_conversation() is None
+def test_conversation_scope_is_restored_after_an_exception(make_harness: MakeHarness) -> None:
+    harness = make_harness()
+    with conversation("outer"):
+        with pytest.raises(RuntimeError), conversation("c"):
+            raise RuntimeError
+        harness.tracer.start_span("outer").end()
+    harness.tracer.start_span("after").end()
+    assert (cid(harness, "outer"), cid(harness, "after")) == ("outer", None)
 
 
 def test_conversation_scope_is_isolated_between_asyncio_tasks(make_harness: MakeHarness) -> None:
