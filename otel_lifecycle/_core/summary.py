@@ -21,7 +21,10 @@ from collections.abc import Mapping
 from otel_lifecycle._core.finalize import FLUSH, PROCESS_CRASH, SHUTDOWN, SIGTERM, TIMEOUT, Reason
 from otel_lifecycle._core.metrics import RECOVERED, TOTALS
 
-_logger = logging.getLogger(__name__)
+LOGGER_NAME = "otel_lifecycle.finalized"
+"""A stable logger name, documented, so that operators can route or silence the line."""
+
+_logger = logging.getLogger(LOGGER_NAME)
 
 _WHEN = {
     SHUTDOWN: "at shutdown",

@@ -48,6 +48,19 @@ def test_shutdown_with_three_open_spans_logs_one_line(
     ]
 
 
+def test_the_line_is_logged_by_the_documented_logger(
+    make_harness: MakeHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README names ``otel_lifecycle.finalized``: moving the code must not rename it."""
+    harness = make_harness()
+    harness.tracer.start_span("root")
+    with caplog.at_level(logging.WARNING, logger="otel_lifecycle.finalized"):
+        harness.processor.shutdown()
+    assert [(record.name, record.levelno) for record in caplog.records] == [
+        ("otel_lifecycle.finalized", logging.WARNING)
+    ]
+
+
 def test_a_root_timeout_logs_one_line_per_batch(
     make_harness: MakeHarness, warnings: Callable[[], list[str]]
 ) -> None:
