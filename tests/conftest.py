@@ -1,4 +1,4 @@
-"""Shared fixtures: a provider wired to a lifecycle processor and an in-memory exporter."""
+"""Shared fixtures: a provider wired to a lifecycle processor, an in-memory exporter, a receiver."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from opentelemetry.util._once import Once
 
 from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._api.run import environment_capture
+from otel_lifecycle._cli.receiver import OtlpReceiver
 from otel_lifecycle._settings.environment import reset_warnings
 
 
@@ -25,6 +26,13 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith(("OTEL_LIFECYCLE_", "OTEL_BSP_", "OTEL_EXPORTER_", "OTEL_TRACES_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("OTEL_LIFECYCLE_STRICT", "true")
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    """A real OTLP receiver (gRPC and HTTP) on 127.0.0.1 for the test."""
+    with OtlpReceiver() as running:
+        yield running
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ from otel_lifecycle._journal.writer import Journal
 from otel_lifecycle._process.hooks import register
 from otel_lifecycle._processor.finalizing import Finalizer
 from otel_lifecycle._settings.environment import Fallback, OnFlush
-from otel_lifecycle._settings.processor import processor_options
+from otel_lifecycle._settings.processor import processor_settings
 
 _logger = logging.getLogger(__name__)
 
@@ -88,16 +88,18 @@ class LifecycleSpanProcessor(SpanProcessor):
             raise TypeError("conversation_id_resolver must be callable")
         if clock is not None and not callable(clock):
             raise TypeError("clock must be callable")
-        options = processor_options(
-            root_timeout=root_timeout,
-            on_flush=on_flush,
-            conversation_id_keys=conversation_id_keys,
-            conversation_id_fallback=conversation_id_fallback,
-            max_tracked_spans=max_tracked_spans,
-            shutdown_timeout=shutdown_timeout,
-            journal=journal,
-            handle_signals=handle_signals,
-            drain_timeout=drain_timeout,
+        options = processor_settings(
+            {
+                "root_timeout": root_timeout,
+                "on_flush": on_flush,
+                "conversation_id_keys": conversation_id_keys,
+                "conversation_id_fallback": conversation_id_fallback,
+                "max_tracked_spans": max_tracked_spans,
+                "shutdown_timeout": shutdown_timeout,
+                "journal": journal,
+                "handle_signals": handle_signals,
+                "drain_timeout": drain_timeout,
+            }
         )
         self._root_timeout = options.root_timeout
         self._on_flush = options.on_flush
@@ -106,7 +108,9 @@ class LifecycleSpanProcessor(SpanProcessor):
         )
         self._shutdown_timeout = options.shutdown_timeout
         self._handles_signals = options.handle_signals
-        self._drain_timeout = options.drain_timeout
+        self._drain_timeout = (
+            None if options.sources["drain_timeout"] == "default" else options.drain_timeout
+        )
         """The drain window after SIGTERM, if set; else the server's, else the default."""
         self._exit_reason = SHUTDOWN
         """The reason spans still open at shutdown get: ``SIGTERM`` once one arrived."""

@@ -1,9 +1,10 @@
-"""The options of one processor: each keyword argument, else its variable, else its default."""
+"""The settings of one processor: each argument given, else its variable, else its default."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Mapping
+from typing import Callable
 
 from otel_lifecycle._settings.checks import (
     check_bool,
@@ -16,72 +17,33 @@ from otel_lifecycle._settings.checks import (
 from otel_lifecycle._settings.environment import (
     FALLBACK_VALUES,
     ON_FLUSH_VALUES,
-    Fallback,
-    OnFlush,
+    Settings,
     load_settings,
 )
 
-
-@dataclass(frozen=True)
-class ProcessorOptions:
-    """What a ``LifecycleSpanProcessor`` was configured with, checked."""
-
-    root_timeout: float | None
-    on_flush: OnFlush
-    conversation_id_keys: tuple[str, ...]
-    conversation_id_fallback: Fallback
-    max_tracked_spans: int
-    shutdown_timeout: float
-    journal: str | None
-    handle_signals: bool
-    drain_timeout: float | None
-    """Only when set by argument or variable: else the server's window, else the default."""
-    strict: bool
+_CHECKS: Mapping[str, Callable[[str, object], object]] = {
+    "root_timeout": lambda name, value: check_seconds(name, value, allow_zero=True) or None,
+    "on_flush": lambda name, value: check_choice(name, value, ON_FLUSH_VALUES),
+    "conversation_id_keys": check_keys,
+    "conversation_id_fallback": lambda name, value: check_choice(name, value, FALLBACK_VALUES),
+    "max_tracked_spans": check_positive_int,
+    "shutdown_timeout": lambda name, value: check_seconds(name, value, allow_zero=False),
+    "journal": check_path,
+    "handle_signals": check_bool,
+    "drain_timeout": lambda name, value: check_seconds(name, value, allow_zero=True),
+}
+"""How each keyword argument of ``LifecycleSpanProcessor`` backed by a variable is checked."""
 
 
-def processor_options(
-    *,
-    root_timeout: float | None,
-    on_flush: OnFlush | None,
-    conversation_id_keys: tuple[str, ...] | list[str] | None,
-    conversation_id_fallback: Fallback | None,
-    max_tracked_spans: int | None,
-    shutdown_timeout: float | None,
-    journal: str | os.PathLike[str] | None,
-    handle_signals: bool | None,
-    drain_timeout: float | None,
-) -> ProcessorOptions:
-    """Check the arguments given (not None); read the environment for the others."""
+def processor_settings(arguments: Mapping[str, object]) -> Settings:
+    """The environment's settings with each argument that is not None checked and applied.
+
+    A bad argument raises ``TypeError``/``ValueError`` naming it; its source
+    becomes ``"argument"``.
+    """
     settings = load_settings()
-    return ProcessorOptions(
-        root_timeout=settings.root_timeout
-        if root_timeout is None
-        else check_seconds("root_timeout", root_timeout, allow_zero=True) or None,
-        on_flush=settings.on_flush
-        if on_flush is None
-        else check_choice("on_flush", on_flush, ON_FLUSH_VALUES),  # type: ignore[arg-type]
-        conversation_id_keys=settings.conversation_id_keys
-        if conversation_id_keys is None
-        else check_keys("conversation_id_keys", conversation_id_keys),
-        conversation_id_fallback=settings.conversation_id_fallback
-        if conversation_id_fallback is None
-        else check_choice(  # type: ignore[arg-type]
-            "conversation_id_fallback", conversation_id_fallback, FALLBACK_VALUES
-        ),
-        max_tracked_spans=settings.max_tracked_spans
-        if max_tracked_spans is None
-        else check_positive_int("max_tracked_spans", max_tracked_spans),
-        shutdown_timeout=settings.shutdown_timeout
-        if shutdown_timeout is None
-        else check_seconds("shutdown_timeout", shutdown_timeout, allow_zero=False),
-        journal=settings.journal if journal is None else check_path("journal", journal),
-        handle_signals=settings.handle_signals
-        if handle_signals is None
-        else check_bool("handle_signals", handle_signals),
-        drain_timeout=check_seconds("drain_timeout", drain_timeout, allow_zero=True)
-        if drain_timeout is not None
-        else settings.drain_timeout
-        if settings.sources.get("drain_timeout") == "environment"
-        else None,
-        strict=settings.strict,
-    )
+    given = {
+        name: _CHECKS[name](name, value) for name, value in arguments.items() if value is not None
+    }
+    sources = {**settings.sources, **dict.fromkeys(given, "argument")}
+    return dataclasses.replace(settings, **given, sources=sources)  # type: ignore[arg-type]

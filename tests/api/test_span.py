@@ -7,7 +7,6 @@ import gc
 import json
 import logging
 import weakref
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
@@ -299,12 +298,6 @@ def test_bad_environment_values_warn_once_and_use_the_default(
     assert settings.sources[setting] == "default"
     (record,) = caplog.records
     assert variable in record.getMessage()
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as running:
-        yield running
 
 
 def test_over_real_otlp_an_agent_that_fails_and_one_that_raises(receiver: OtlpReceiver) -> None:

@@ -9,7 +9,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,6 @@ APP = APPS / "journal_app.py"
 CLI = Path(sys.executable).with_name("otel-lifecycle")
 TIMEOUT = 30
 CRASHED = {"agent.run", "job.handle"}
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as started:
-        yield started
 
 
 def spawn(mode: str, journal: Path, endpoint: str) -> subprocess.Popen[str]:

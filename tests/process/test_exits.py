@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -23,12 +22,6 @@ from tests._paths import APPS, ROOT
 
 APP = APPS / "exits_app.py"
 TIMEOUT = 30
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as started:
-        yield started
 
 
 @dataclass

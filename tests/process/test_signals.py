@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -32,12 +31,6 @@ SIGTERMED = ("ERROR", "SIGTERM", "signal")
 SHUT_DOWN = ("ERROR", "shutdown", "shutdown")
 UNTOUCHED = ("UNSET", None, None)
 ENDED_OK = ("OK", None, None)
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as started:
-        yield started
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
@@ -23,12 +22,6 @@ from otel_lifecycle._setup.configure import trace_exporters
 from otel_lifecycle._setup.instrument import lifecycle_processors
 
 pytestmark = pytest.mark.usefixtures("global_provider")
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    with OtlpReceiver() as running:
-        yield running
 
 
 def leave_root_open(provider: TracerProvider) -> None:
