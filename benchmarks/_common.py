@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Sequence
@@ -50,10 +51,17 @@ def measure(runs: Sequence[Callable[[], None]], repeats: int) -> Timings:
     """
     samples: list[list[float]] = [[] for _ in runs]
     order = list(range(len(runs)))
+    gc.freeze()  # what the setup made is not the runs' garbage
     for _ in range(repeats):
         for index in order:
-            begin = time.perf_counter()
-            runs[index]()
-            samples[index].append(time.perf_counter() - begin)
+            gc.collect()
+            gc.disable()
+            try:
+                begin = time.perf_counter()
+                runs[index]()
+                samples[index].append(time.perf_counter() - begin)
+            finally:
+                gc.enable()
         order.reverse()
+    gc.unfreeze()
     return Timings(samples)

@@ -88,7 +88,6 @@ class Conversations:
     __slots__ = (
         "_by_trace",
         "_fallback",
-        "_key_set",
         "_memory",
         "_resolver",
         "_resolves_more",
@@ -103,7 +102,6 @@ class Conversations:
         memory: int = TRACE_MEMORY,
     ) -> None:
         self.keys = keys
-        self._key_set = frozenset(keys)
         self._resolver = resolver
         self._fallback = fallback
         self._resolves_more = resolver is not None or fallback != "none"
@@ -113,11 +111,11 @@ class Conversations:
     def on_start(self, span: Span, trace_id: int, parent_context: Context | None) -> None:
         """Hot path: resolve the id of a span that just started and set it on the span."""
         attributes = span._attributes._dict  # type: ignore[union-attr]  # live_attributes, inlined
-        # A dict view tests disjointness against a set by walking the smaller of
-        # the two: a constant cost, however many attributes the span has.
-        found = (
-            None if attributes.keys().isdisjoint(self._key_set) else _first(attributes, self.keys)
-        )
+        found = None
+        for key in self.keys:  # one lookup per key: the same cost however many attributes
+            if key in attributes:
+                found = _first(attributes, self.keys)
+                break
         if found is None:
             found = self._by_trace.get(trace_id)
             if found is None:

@@ -43,6 +43,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from otel_lifecycle._core.finalize import with_attribute
 from otel_lifecycle._core.semconv import DROPPED_DESCENDANTS
+from otel_lifecycle._core.span_context import SAMPLED, TRACE_FLAGS
 from otel_lifecycle._core.threads import background
 from otel_lifecycle._settings.environment import first_warning
 
@@ -171,7 +172,7 @@ class ExportStage:
 
     def emit(self, span: ReadableSpan) -> bool:
         """Hot path: queue a sampled span; False (dropped) when the normal lane is full."""
-        if not span._context.trace_flags.sampled:  # type: ignore[union-attr]
+        if not span._context[TRACE_FLAGS] & SAMPLED:  # type: ignore[index]
             return True  # not for export, as with the SDK's batch processor
         queue = self.normal
         if len(queue) >= self.max_queue_size or self.closed:
@@ -183,7 +184,7 @@ class ExportStage:
 
     def emit_priority(self, span: ReadableSpan) -> bool:
         """Queue a sampled root, finalized span or marker; False past the limit or once closed."""
-        if not span._context.trace_flags.sampled:  # type: ignore[union-attr]
+        if not span._context[TRACE_FLAGS] & SAMPLED:  # type: ignore[index]
             return True
         queue = self.priority
         if len(queue) >= self.priority_limit or self.closed:

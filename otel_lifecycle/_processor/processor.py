@@ -40,6 +40,7 @@ from otel_lifecycle._core.finalize import (
 )
 from otel_lifecycle._core.markers import Markers
 from otel_lifecycle._core.open_spans import OpenSpans
+from otel_lifecycle._core.span_context import IS_REMOTE, SPAN_ID, TRACE_ID
 from otel_lifecycle._core.stats import Counters, LifecycleStats
 from otel_lifecycle._core.watchdog import RootWatchdog
 from otel_lifecycle._journal.writer import Journal
@@ -178,14 +179,14 @@ class LifecycleSpanProcessor(SpanProcessor):
                 context: SpanContext = span._context  # type: ignore[assignment]
                 spans = self._spans
                 if len(spans) < self._max_spans:
-                    span_id = context.span_id
+                    span_id = context[SPAN_ID]
                     spans[span_id] = span
                     parent = span._parent
-                    if parent is None or parent.is_remote:
+                    if parent is None or parent[IS_REMOTE]:
                         self._root_started(span, span_id)
                 else:
                     self._counters.add("untracked")
-                self._conversations.on_start(span, context.trace_id, parent_context)
+                self._conversations.on_start(span, context[TRACE_ID], parent_context)
             else:
                 self._counters.add("started_after_shutdown")
         except Exception as error:  # noqa: BLE001 - a hook must never raise into the application
@@ -215,7 +216,7 @@ class LifecycleSpanProcessor(SpanProcessor):
         """Hand ``span`` to the export path, then stop tracking it. Never raises."""
         try:
             context: SpanContext = span._context  # type: ignore[assignment]
-            span_id = context.span_id
+            span_id = context[SPAN_ID]
             priority = False
             if self._endings:
                 ending = self._endings.pop(span_id, None)
@@ -225,19 +226,19 @@ class LifecycleSpanProcessor(SpanProcessor):
                         return
                     span, priority = applied
             parent = span._parent
-            if parent is None or parent.is_remote:
+            if parent is None or parent[IS_REMOTE]:
                 self._open.roots.pop(span_id, None)
                 if self._journal is not None:
-                    self._journal.closed(context.trace_id, span_id)
+                    self._journal.closed(context[TRACE_ID], span_id)
                 if self._markers.sent:
                     self._markers.sent.discard(span_id)
                 if self._refused.by_trace:
-                    span = self._refused.reported_on(span, context.trace_id)
+                    span = self._refused.reported_on(span, context[TRACE_ID])
                 self._emit_priority(span)
             elif priority:
                 self._emit_priority(span)
             elif not self._path.emit(span):
-                self._dropped(context.trace_id)
+                self._dropped(context[TRACE_ID])
             self._spans.pop(span_id, None)
         except Exception as error:  # noqa: BLE001
             self._internal_error("on_end", error)
