@@ -5,7 +5,8 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -41,27 +42,38 @@ class Timings:
         )
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Collect garbage now, then keep the collector off for the timed block, as ``timeit`` does.
+
+    Otherwise a run pays for the garbage of the run before it, whenever the
+    collector's threshold happens to fall: the largest source of noise here.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def measure(runs: Sequence[Callable[[], None]], repeats: int) -> Timings:
     """Time each run ``repeats`` times, interleaved, so a slow moment hits all of them alike.
 
     The order of the runs is reversed every other repeat, so none of them always
-    follows the same one (and inherits its leftover work). No garbage collection
-    is forced between runs: with many objects alive, a forced full collection
-    leaves the next run slower than the application would ever be.
+    follows the same one (and inherits its leftover work). Each run is timed
+    with the collector paused after a collection (:func:`collector_paused`); what
+    the setup made is frozen first, so those collections do not walk it.
     """
     samples: list[list[float]] = [[] for _ in runs]
     order = list(range(len(runs)))
     gc.freeze()  # what the setup made is not the runs' garbage
     for _ in range(repeats):
         for index in order:
-            gc.collect()
-            gc.disable()
-            try:
+            with collector_paused():
                 begin = time.perf_counter()
                 runs[index]()
                 samples[index].append(time.perf_counter() - begin)
-            finally:
-                gc.enable()
         order.reverse()
     gc.unfreeze()
     return Timings(samples)

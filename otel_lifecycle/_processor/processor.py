@@ -89,7 +89,7 @@ class LifecycleSpanProcessor(SpanProcessor):
             raise TypeError("conversation_id_resolver must be callable")
         if clock is not None and not callable(clock):
             raise TypeError("clock must be callable")
-        options = processor_settings(
+        settings = processor_settings(
             {
                 "root_timeout": root_timeout,
                 "on_flush": on_flush,
@@ -102,20 +102,22 @@ class LifecycleSpanProcessor(SpanProcessor):
                 "drain_timeout": drain_timeout,
             }
         )
-        self._root_timeout = options.root_timeout
-        self._on_flush = options.on_flush
+        self._root_timeout = settings.root_timeout
+        self._on_flush = settings.on_flush
         self._conversations = Conversations(
-            options.conversation_id_keys, conversation_id_resolver, options.conversation_id_fallback
+            settings.conversation_id_keys,
+            conversation_id_resolver,
+            settings.conversation_id_fallback,
         )
-        self._shutdown_timeout = options.shutdown_timeout
-        self._handles_signals = options.handle_signals
+        self._shutdown_timeout = settings.shutdown_timeout
+        self._handles_signals = settings.handle_signals
         self._drain_timeout = (
-            None if options.sources["drain_timeout"] == "default" else options.drain_timeout
+            None if settings.sources["drain_timeout"] == "default" else settings.drain_timeout
         )
         """The drain window after SIGTERM, if set; else the server's, else the default."""
         self._exit_reason = SHUTDOWN
         """The reason spans still open at shutdown get: ``SIGTERM`` once one arrived."""
-        self._strict = options.strict
+        self._strict = settings.strict
         self._clock = clock or time.monotonic
         self._delegate = delegate
         self._processor: SpanProcessor | None = None
@@ -128,10 +130,10 @@ class LifecycleSpanProcessor(SpanProcessor):
             self._processor = delegate
             self._delegate_on_ending = getattr(delegate, "_on_ending", None)
             self._path = DelegatePath(delegate)
-        self._open = OpenSpans(options.max_tracked_spans)
+        self._open = OpenSpans(settings.max_tracked_spans)
         self._spans = self._open.spans
         """The open spans, read on the hot path (the same dict for the processor's life)."""
-        self._max_spans = options.max_tracked_spans
+        self._max_spans = settings.max_tracked_spans
         self._markers = Markers()
         self._refused = DroppedDescendants()
         self._counters = Counters()
@@ -151,9 +153,9 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._watchdog: RootWatchdog | None = None
         self._start_watchdog()
         self._journal: Journal | None = None
-        if options.journal is not None:
+        if settings.journal is not None:
             self._journal = Journal(
-                options.journal, self._emit_priority, self._conversations.of_span
+                settings.journal, self._emit_priority, self._conversations.of_span
             )
             self._journal.start()
         register(self)
