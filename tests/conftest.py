@@ -15,8 +15,8 @@ from opentelemetry.util._once import Once
 
 from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._api.run import environment_capture
-from otel_lifecycle._cli.receiver import OtlpReceiver
-from otel_lifecycle._settings.environment import reset_warnings
+from otel_lifecycle._settings import environment
+from tests.receiver import OtlpReceiver
 
 
 @pytest.fixture(autouse=True)
@@ -98,4 +98,4 @@ def _fresh_capture_settings() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _fresh_setting_warnings() -> None:
     """An invalid variable is warned about once per process: let each test see its warning."""
-    reset_warnings()
+    environment._warned.clear()

@@ -67,12 +67,6 @@ def first_warning(name: str) -> bool:
     return first
 
 
-def reset_warnings() -> None:
-    """Forget which variables were warned about, so the next bad value warns again (tests)."""
-    with _warned_lock:
-        _warned.clear()
-
-
 def _parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered == "true":

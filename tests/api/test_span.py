@@ -17,10 +17,10 @@ from opentelemetry.trace import StatusCode
 
 import otel_lifecycle
 from otel_lifecycle import LifecycleSpanProcessor, span, traced
-from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 from otel_lifecycle._settings.environment import load_settings
 from tests.api._helpers import assert_error, attrs, exception_events, input_of, output_of
 from tests.conftest import Harness
+from tests.receiver import OtlpReceiver, ReceivedSpan
 
 
 def test_span_success_with_input_output_and_conversation_id(harness: Harness) -> None:

@@ -11,8 +11,8 @@ import pytest
 from otel_lifecycle._cli.demo import MODES, collect, endpoint_problem, run_demo
 from otel_lifecycle._cli.demo_app import SCENARIOS, SETTINGS
 from otel_lifecycle._cli.main import main
-from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 from otel_lifecycle._cli.results import OrphanGroup, RunResult
+from tests.receiver import OtlpReceiver, ReceivedSpan
 
 OTEL_LIFECYCLE = Path(sys.executable).parent / "otel-lifecycle"
 

@@ -22,7 +22,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
-from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedEvent, decode_request
+from otel_lifecycle._cli.receiver import ReceivedEvent, decode_request
+from tests.receiver import OtlpReceiver
 
 TIMEOUT = 10.0
 

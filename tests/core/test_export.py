@@ -21,8 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from otel_lifecycle import LifecycleSpanProcessor
-from otel_lifecycle._cli.receiver import OtlpReceiver
 from otel_lifecycle._core.export import ExportStage, FanOutExporter, batch_settings
+from tests.receiver import OtlpReceiver
 
 DROPPED_DESCENDANTS = "otel_lifecycle.dropped_descendants"
 SDK_DEFAULTS = (2048, 5000.0, 512)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 from tests._paths import APPS, ROOT
+from tests.receiver import OtlpReceiver, ReceivedSpan
 
 APP = APPS / "journal_app.py"
 CLI = Path(sys.executable).with_name("otel-lifecycle")

@@ -15,10 +15,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_lifecycle import LifecycleSpanProcessor
-from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 from otel_lifecycle._process.servers import drain_of_handler
 from otel_lifecycle._settings.environment import load_settings
 from tests._paths import APPS, ROOT
+from tests.receiver import OtlpReceiver, ReceivedSpan
 
 APP = APPS / "exits_app.py"
 TIMEOUT = 30

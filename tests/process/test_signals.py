@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 from tests._paths import APPS, ROOT
+from tests.receiver import OtlpReceiver, ReceivedSpan
 
 APP = APPS / "signal_app.py"
 STARTUP = 30.0

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from otel_lifecycle import LifecycleSpanProcessor, conversation
-from otel_lifecycle._cli.receiver import OtlpReceiver
+from tests.receiver import OtlpReceiver
 
 
 def make_exporter(transport: str, receiver: OtlpReceiver) -> SpanExporter:

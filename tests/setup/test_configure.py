@@ -15,11 +15,11 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import otel_lifecycle
 from otel_lifecycle import LifecycleSpanProcessor
-from otel_lifecycle._cli.receiver import OtlpReceiver
 from otel_lifecycle._console.exporter import ConsoleTreeSpanExporter
 from otel_lifecycle._core.export import FanOutExporter
 from otel_lifecycle._setup.configure import trace_exporters
 from otel_lifecycle._setup.instrument import lifecycle_processors
+from tests.receiver import OtlpReceiver
 
 pytestmark = pytest.mark.usefixtures("global_provider")
 

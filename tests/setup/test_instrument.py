@@ -20,10 +20,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_lifecycle import LifecycleConfigurator, LifecycleSpanProcessor
-from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
 from otel_lifecycle._core.export import FanOutExporter
 from otel_lifecycle._setup.instrument import attach, lifecycle_processors, post_instrument
 from tests._paths import APPS
+from tests.receiver import OtlpReceiver, ReceivedSpan
 
 APP = APPS / "open_root.py"
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"

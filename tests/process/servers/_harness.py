@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_lifecycle._cli.receiver import OtlpReceiver, ReceivedSpan
+from tests.receiver import OtlpReceiver, ReceivedSpan
 
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_lifecycle._cli.receiver import OtlpReceiver
+from tests.receiver import OtlpReceiver
 
 from ._harness import Server, StartServer, launch, wait_ready
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_lifecycle._cli.receiver import OtlpReceiver
+from tests.receiver import OtlpReceiver
 
 from ._harness import CONFIGURATORS, HERE, describe, free_port, launch
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_lifecycle._cli.receiver import OtlpReceiver
+from tests.receiver import OtlpReceiver
 
 from ._harness import CONFIGURATORS, HERE, assert_no_duplicates, describe, launch
 
