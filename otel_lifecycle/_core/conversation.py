@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import format_trace_id
 
 from otel_lifecycle._core.semconv import CONVERSATION_ID
+from otel_lifecycle._core.span_context import TRACE_ID
 from otel_lifecycle._settings.checks import check_text
 from otel_lifecycle._settings.environment import Fallback
 
@@ -135,7 +136,8 @@ class Conversations:
 
     def of_span(self, span: Span) -> str | None:
         """The conversation id of a live span: its own attributes, else its trace's."""
-        return _first(live_attributes(span), self.keys) or self._by_trace.get(span.context.trace_id)
+        trace_id = span._context[TRACE_ID]  # type: ignore[index]
+        return _first(live_attributes(span), self.keys) or self._by_trace.get(trace_id)
 
     def of_trace(self, trace_id: int) -> str | None:
         """The conversation id remembered for ``trace_id``."""

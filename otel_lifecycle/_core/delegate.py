@@ -12,6 +12,7 @@ from __future__ import annotations
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from otel_lifecycle._core.bounded import call_within
+from otel_lifecycle._core.deadline import Deadline
 
 
 class DelegatePath:
@@ -29,7 +30,7 @@ class DelegatePath:
 
     emit_priority = emit
 
-    def wait_for_room(self, timeout: float) -> bool:
+    def wait_for_room(self, deadline: Deadline) -> bool:
         """The processor has its own queue: there is always room here."""
         return True
 

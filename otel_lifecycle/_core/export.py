@@ -41,6 +41,7 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from otel_lifecycle._core.deadline import Deadline
 from otel_lifecycle._core.finalize import with_attribute
 from otel_lifecycle._core.semconv import DROPPED_DESCENDANTS
 from otel_lifecycle._core.span_context import SAMPLED, TRACE_FLAGS
@@ -121,8 +122,8 @@ class ExportPath(Protocol):
     def emit_priority(self, span: ReadableSpan) -> bool:
         """Queue a root, finalized span or marker; False if it was dropped."""
 
-    def wait_for_room(self, timeout: float) -> bool:
-        """Wait until a priority span can be queued; False if not within ``timeout``."""
+    def wait_for_room(self, deadline: Deadline) -> bool:
+        """Wait until a priority span can be queued; False if not before ``deadline``."""
 
     def queued(self, span_id: int) -> bool:
         """Whether a span with ``span_id`` waits to be exported."""
@@ -194,14 +195,18 @@ class ExportStage:
             self.wake()
         return True
 
-    def wait_for_room(self, timeout: float) -> bool:
-        """Block a finalizer (never the application) until the priority lane has room."""
+    def wait_for_room(self, deadline: Deadline) -> bool:
+        """Block a finalizer (never the application) until the priority lane has room.
+
+        The budget is read only when the lane is full: finalizing 100,000 spans
+        reads the clock only when it has to wait.
+        """
         if len(self.priority) < self.priority_limit:
             return True
         room = threading.Event()
         self._room_waiters.append(room)
         self.wake()
-        return room.wait(max(timeout, 0.0)) or len(self.priority) < self.priority_limit
+        return room.wait(deadline.remaining()) or len(self.priority) < self.priority_limit
 
     def queued(self, span_id: int) -> bool:
         """Whether a span with ``span_id`` waits in a lane."""

@@ -45,7 +45,7 @@ class Markers:
             root = open_spans.spans.get(span_id)
             if root is None or span_id in self.sent:
                 continue
-            if not path.wait_for_room(deadline.remaining()):
+            if not path.wait_for_room(deadline):
                 return
             self.sent.add(span_id)
             emit(in_progress_marker(root, conversations.of_span(root), self._ids))

@@ -29,6 +29,7 @@ from otel_lifecycle._core.export import ExportPath
 from otel_lifecycle._core.finalize import Reason, kept, stamp, stamped, undone
 from otel_lifecycle._core.forks import Forks
 from otel_lifecycle._core.open_spans import OpenSpans, finalization_order
+from otel_lifecycle._core.span_context import SPAN_ID
 from otel_lifecycle._core.stats import Counters
 from otel_lifecycle._core.summary import log_finalized
 
@@ -119,8 +120,8 @@ class Finalizer:
     def _finalize_one(
         self, span: Span, reason: Reason, deadline: Deadline, in_handler: bool, dying: bool
     ) -> Reason | None:
-        span_id = span.context.span_id
-        if not self._path.wait_for_room(deadline.remaining()):
+        span_id = span._context[SPAN_ID]  # type: ignore[index]
+        if not self._path.wait_for_room(deadline):
             return None
         if in_handler and not _lock_is_free(span):
             return self._export_held(span, span_id, reason) if dying else None

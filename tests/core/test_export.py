@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from otel_lifecycle import LifecycleSpanProcessor
+from otel_lifecycle._core.deadline import Deadline
 from otel_lifecycle._core.export import ExportStage, FanOutExporter, batch_settings
 from tests.receiver import OtlpReceiver
 
@@ -247,10 +248,10 @@ def test_finalizer_waits_for_room_in_a_small_priority_lane(monkeypatch: pytest.M
     waits_for_room = stage.wait_for_room
     full_lane_waits: list[int] = []
 
-    def recorded_wait_for_room(timeout: float) -> bool:
+    def recorded_wait_for_room(deadline: Deadline) -> bool:
         if len(stage.priority) >= stage.priority_limit:
             full_lane_waits.append(len(stage.priority))
-        return waits_for_room(timeout)
+        return waits_for_room(deadline)
 
     monkeypatch.setattr(stage, "wait_for_room", recorded_wait_for_room)
     provider = make_provider(processor)
