@@ -67,7 +67,7 @@ def timed(side: Callable[[TracerProvider, list[Span]], None], count: int) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=100_000, help="open spans per run")
-    parser.add_argument("--repeats", type=int, default=5, help="runs of each side")
+    parser.add_argument("--repeats", type=int, default=9, help="runs of each side")
     args = parser.parse_args()
     normal: list[float] = []
     finalized: list[float] = []
