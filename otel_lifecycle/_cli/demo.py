@@ -1,6 +1,6 @@
 """``otel-lifecycle demo``: the same app exported by the plain SDK and by otel_lifecycle.
 
-The workload (``_demo_app``) runs in a child process twice; each run ends with
+The workload (``demo_app``) runs in a child process twice; each run ends with
 SIGTERM. An embedded OTLP receiver on 127.0.0.1 plays the backend, unless
 ``--endpoint`` names a real collector.
 """

@@ -1,6 +1,6 @@
 """The process's counts as OpenTelemetry metrics, through the global ``MeterProvider``.
 
-Every processor's ``Counters`` (``_stats``) also adds what it counts to
+Every processor's ``Counters`` (``stats``) also adds what it counts to
 ``TOTALS``, the counts of the whole process. The instruments are asynchronous:
 they read ``TOTALS``, and the open spans of the live processors, only when a
 metric reader collects. So counting costs a dict increment and never calls into

@@ -1,7 +1,7 @@
 """Counters kept by the processor, and their immutable snapshot.
 
 What a processor counts is also added to the process's totals, which the
-metrics report (``_metrics``).
+metrics report (``metrics``).
 """
 
 from __future__ import annotations

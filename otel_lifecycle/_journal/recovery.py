@@ -1,7 +1,7 @@
 """``recover()``: export the roots of crashed processes from a crash journal, once.
 
 Used by ``otel-lifecycle recover``; a process that opens a journal runs the same
-recovery in the background at start (see ``_journal``).
+recovery in the background at start (see ``writer``).
 """
 
 from __future__ import annotations

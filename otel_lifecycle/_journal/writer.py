@@ -13,7 +13,7 @@ Crash window: roots started less than ``interval`` (plus one write) before the
 process is killed may not be on disk yet, and are lost with it.
 
 At start the writer first recovers the roots of owners that are gone (see
-``_journal_store``) and hands each to ``export`` as a finished span, then
+``store``) and hands each to ``export`` as a finished span, then
 journals this process's roots. All file access happens in the writer thread, so
 a slow or corrupt file never delays the application.
 """

@@ -11,7 +11,7 @@ through their ``Lifecycle`` interface and installed when the first one registers
   chain to it: spans that end during the window are exported as they end; when
   it ends, a thread finalizes the ones still open with reason ``SIGTERM`` and
   exports them. The window is the processors' ``drain_timeout``, else the
-  server's own graceful timeout less a margin (``_servers``), else the default.
+  server's own graceful timeout less a margin (``servers``), else the default.
 - SIGINT (main thread only, over a Python handler): mark every open span ERROR
   with ``error.type="KeyboardInterrupt"`` without ending it, then chain (the
   default handler raises KeyboardInterrupt); ``with`` blocks that unwind end their

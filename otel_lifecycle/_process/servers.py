@@ -6,7 +6,7 @@ workers, uvicorn cancels the tasks (and the ASGI instrumentation ends their span
 as UNSET, as if they had succeeded). The processor's drain window must end
 before that, so the requests still running are finalized with reason
 ``SIGTERM`` and exported while the process still can. This module finds the
-server's graceful timeout and tells the process hooks (``_exits``), through
+server's graceful timeout and tells the process hooks (``hooks``), through
 two callbacks, with zero configuration: post-import hooks (``wrapt``) patch the
 server when its module is imported in this process.
 
