@@ -27,8 +27,11 @@ class Lifecycle(Protocol):
     def _drain_started(self) -> None:
         """SIGTERM reached a process that drains: spans open at shutdown end as ``SIGTERM``."""
 
-    def _end_for_signal(self, reason: Reason, *, dying: bool) -> None:
-        """In a signal handler: finalize what can be, export; shut down if the process dies."""
+    def _die_of_signal(self, reason: Reason) -> None:
+        """In a signal handler, the process about to die: finalize, export, shut down."""
+
+    def _end_for_signal(self, reason: Reason) -> None:
+        """In a signal handler, the process living on: finalize what can be, export."""
 
     def _end_after_drain(self, reason: Reason) -> None:
         """After the drain window, in a thread of its own: finalize what is still open."""

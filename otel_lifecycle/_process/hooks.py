@@ -63,7 +63,7 @@ _MULTIPROCESSING_EXIT_PRIORITY = 100
 
 
 class _Hooks:
-    """The live processors and what the hooks replaced; one instance per process."""
+    """What the hooks replaced, and the state of the drain; one instance per process."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -165,7 +165,7 @@ def _begin_drain(server_drain: float | None = None) -> None:
         return
     for processor in targets:
         try:
-            processor._end_for_signal(SIGTERM, dying=False)
+            processor._end_for_signal(SIGTERM)
         except Exception:  # a signal handler must never fail before chaining
             _logger.exception("otel_lifecycle: handling SIGTERM failed")
 
@@ -193,7 +193,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
             continue
         try:
             if signum == signal.SIGTERM:
-                processor._end_for_signal(SIGTERM, dying=True)
+                processor._die_of_signal(SIGTERM)
             else:
                 processor._mark_open_spans(SIGINT)
         except Exception:  # a signal handler must never fail before chaining

@@ -247,17 +247,17 @@ class LifecycleSpanProcessor(SpanProcessor):
 
     def _emit_priority(self, span: ReadableSpan) -> None:
         """Queue a local root, finalized span or marker; count it if the lane refuses it."""
-        if not self._path.emit_priority(span):
-            closed = self._path.closed
-            self._counters.add("dropped_after_shutdown" if closed else "dropped_priority")
+        path = self._path
+        if not path.emit_priority(span):
+            self._counters.add("dropped_after_shutdown" if path.closed else "dropped_priority")
 
     def _dropped(self, trace_id: int) -> None:
         """An ordinary span was refused by the full queue: count it, and tell its root later."""
         if self._path.closed:
             self._counters.add("dropped_after_shutdown")
-            return
-        self._counters.add("dropped_overflow")
-        self._refused.add(trace_id)
+        else:
+            self._counters.add("dropped_overflow")
+            self._refused.add(trace_id)
 
     # Finalizing.
 
@@ -336,25 +336,26 @@ class LifecycleSpanProcessor(SpanProcessor):
     def _drain_started(self) -> None:
         self._exit_reason = SIGTERM
 
-    def _end_for_signal(self, reason: Reason, *, dying: bool) -> None:
-        """In a signal handler: finalize what can be, export; shut down if the process dies."""
-        if dying:
-            self._shut_down(reason, in_handler=True)
-            return
+    def _die_of_signal(self, reason: Reason) -> None:
+        self._shut_down(reason, in_handler=True)
+
+    def _end_for_signal(self, reason: Reason) -> None:
+        self._finalize_and_export(reason, in_handler=True)
+
+    def _end_after_drain(self, reason: Reason) -> None:
+        self._finalize_and_export(reason, in_handler=False)
+
+    def _finalize_and_export(self, reason: Reason, *, in_handler: bool) -> None:
+        """Finalize what is open (in a handler: what the interrupted thread does not hold)."""
         deadline = self._deadline()
         try:
-            self._finalizer.finalize_all(reason, deadline, in_handler=True)
+            self._finalizer.finalize_all(reason, deadline, in_handler=in_handler)
         except Exception as error:  # noqa: BLE001
             self._internal_error("signal", error)
         if not self._flush_export(deadline):
-            _logger.warning("otel_lifecycle: spans finalized on a signal were not all exported")
-
-    def _end_after_drain(self, reason: Reason) -> None:
-        """After the drain window (a thread of its own): finalize what is still open, export."""
-        deadline = self._deadline()
-        self._finalizer.finalize_all(reason, deadline)
-        if not self._flush_export(deadline):
-            _logger.warning("otel_lifecycle: spans finalized after the drain were not all exported")
+            _logger.warning(
+                "otel_lifecycle: spans finalized (%s) were not all exported", reason.error_type
+            )
 
     def _mark_open_spans(self, reason: Reason) -> None:
         self._finalizer.mark_open_spans(reason)
@@ -380,8 +381,6 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._counters.reset_after_fork()
         if self._watchdog is not None and self._accepting:
             self._start_watchdog()
-
-    # Introspection.
 
     def stats(self) -> LifecycleStats:
         """An immutable snapshot of the open spans and of the counters."""
