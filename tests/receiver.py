@@ -23,13 +23,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from otel_lifecycle._cli import receiver as demo_receiver
-from otel_lifecycle._cli.receiver import ReceivedSpan
+from otel_lifecycle._cli.receiver import _HOST, ReceivedSpan
 
 __all__ = ["OtlpReceiver", "ReceivedSpan"]
 
 _logger = logging.getLogger(__name__)
 
-_HOST = "127.0.0.1"
 _TRACES_PATH = "/v1/traces"
 _PROTOBUF = "application/x-protobuf"
 _HTTP_POLL_INTERVAL_S = 0.05

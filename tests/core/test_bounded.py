@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -90,6 +93,28 @@ def test_a_call_that_raises_or_returns_false_is_false_and_the_thread_survives(
     assert caller.call_within(lambda: False, BUDGET) is False
     assert caller.call_within(lambda: "flushed", BUDGET) is True
     assert "a bounded call failed" in caplog.text
+
+
+FORKED = """
+import os
+from otel_lifecycle._core.bounded import call_within
+
+assert call_within(lambda: None, 5)  # the parent's pool has a thread now
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if call_within(lambda: "done", 5) else 1)
+_, status = os.waitpid(pid, 0)
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() is POSIX only")
+def test_a_forked_child_gets_a_thread_of_its_own() -> None:
+    """The parent's pool thread did not survive the fork: the child's first call starts one."""
+    completed = subprocess.run(
+        [sys.executable, "-c", FORKED], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
 
 
 def test_a_deadline_counts_down_on_its_clock() -> None:
