@@ -22,12 +22,11 @@ Root = tuple[float, int]
 
 
 class OpenSpans:
-    """Open spans by span id, and open local roots; bounded by ``max_spans``."""
+    """Open spans by span id, and open local roots (the processor's ``on_start`` caps them)."""
 
-    __slots__ = ("max_spans", "roots", "spans")
+    __slots__ = ("roots", "spans")
 
-    def __init__(self, max_spans: int) -> None:
-        self.max_spans = max_spans
+    def __init__(self) -> None:
         self.spans: dict[int, Span] = {}
         self.roots: dict[int, Root] = {}
 

@@ -130,7 +130,7 @@ class LifecycleSpanProcessor(SpanProcessor):
             self._processor = delegate
             self._delegate_on_ending = getattr(delegate, "_on_ending", None)
             self._path = DelegatePath(delegate)
-        self._open = OpenSpans(settings.max_tracked_spans)
+        self._open = OpenSpans()
         self._spans = self._open.spans
         """The open spans, read on the hot path (the same dict for the processor's life)."""
         self._max_spans = settings.max_tracked_spans
