@@ -4,10 +4,11 @@ The baseline exports through the SDK's ``BatchSpanProcessor``; the lifecycle
 side through its own export stage, both to a no-op exporter, so the difference
 is everything the processor does per span: tracking, conversation-id
 resolution and queueing. Traces of a root and 9 children (and of a root and 3),
-3 attributes each, with 1 and 2 threads. Then ``on_end`` alone (queueing and
-exporting, the part the export stage replaces), and the same processor with
-100,000 traces open against 10: the cost per span must not depend on what is
-open.
+3 attributes each, with 1 and 2 threads, in blocks of 100 spans a thread,
+interleaved, each side charged for the CPU of its own threads (see
+``_common.measure_blocks``). Then ``on_end`` alone (queueing and exporting, the
+part the export stage replaces), and the same processor with 100,000 traces
+open against 10: the cost per span must not depend on what is open.
 Run: ``python -m benchmarks.bench_processor``.
 """
 
@@ -21,22 +22,22 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from benchmarks._common import NullExporter, measure
+from benchmarks._common import NullExporter, Side, measure, measure_blocks
 from otel_lifecycle import LifecycleSpanProcessor
 
 ATTRIBUTES = {"http.method": "GET", "http.route": "/items", "retries": 0}
 
 
-def workload(
-    processor: SpanProcessor, threads: int, traces: int, children: int
-) -> Callable[[], None]:
-    """A run: ``threads`` threads each make ``traces`` traces of a root and ``children``."""
+def side(processor: SpanProcessor, threads: int, traces: int, children: int) -> Side:
+    """A side: per block, each of ``threads`` threads makes ``traces`` traces.
+
+    A trace is a root and ``children`` children, 3 attributes each.
+    """
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("bench")
 
-    def one_thread(barrier: threading.Barrier) -> None:
-        barrier.wait()
+    def block() -> None:
         for _ in range(traces):
             root = tracer.start_span("root", attributes=ATTRIBUTES)
             context = trace.set_span_in_context(root)
@@ -44,16 +45,41 @@ def workload(
                 tracer.start_span("child", context=context, attributes=ATTRIBUTES).end()
             root.end()
 
-    def run() -> None:
-        barrier = threading.Barrier(threads)
-        workers = [threading.Thread(target=one_thread, args=(barrier,)) for _ in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        processor.force_flush()
+    return Side(block, threads, exporting_thread(processor), processor.force_flush)
 
-    return run
+
+def exporting_thread(processor: SpanProcessor) -> threading.Thread:
+    """The thread that exports for ``processor`` (private attributes: this is a benchmark)."""
+    if isinstance(processor, LifecycleSpanProcessor):
+        return processor._path._worker  # type: ignore[attr-defined,no-any-return]
+    return processor._batch_processor._worker_thread  # type: ignore[attr-defined,no-any-return]
+
+
+class _NoConversations:
+    """Stands in for the processor's conversation-id resolution in the ablation."""
+
+    def on_start(self, span: object, trace_id: int, parent_context: object) -> None:
+        """Resolves nothing."""
+
+
+def ablated(part: str) -> LifecycleSpanProcessor:
+    """A lifecycle processor with ``part`` taken away (private attributes: a benchmark)."""
+    processor = LifecycleSpanProcessor(NullExporter(), handle_signals=False)
+    if part == "no on_start":
+        processor.on_start = lambda span, parent_context=None: None  # type: ignore[method-assign]
+    elif part == "no conversation ids":
+        processor._conversations = _NoConversations()  # type: ignore[assignment]
+    return processor
+
+
+def ablations(repeats: int, blocks: int, spans: int) -> None:
+    """Where a span's cost goes: the processor with parts taken away, against the plain SDK."""
+    parts = ["no on_start", "no conversation ids", "nothing taken away"]
+    sides = [side(BatchSpanProcessor(NullExporter()), 1, spans // 10, 9)]
+    sides += [side(ablated(part), 1, spans // 10, 9) for part in parts]
+    timings = measure_blocks(sides, repeats, blocks)
+    for index, part in enumerate(parts, start=1):
+        print(f"1+9, 1 thread, {part}: ratio {timings.ratio(index):.3f}")
 
 
 def with_open_traces(count: int) -> SpanProcessor:
@@ -94,53 +120,59 @@ def hooks(processor: SpanProcessor, count: int) -> Callable[[], None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--spans", type=int, default=2_000, help="spans per thread per run")
-    parser.add_argument("--repeats", type=int, default=41, help="runs of each side")
+    parser.add_argument("--spans", type=int, default=100, help="spans per thread per block")
+    parser.add_argument("--blocks", type=int, default=10, help="blocks of each side per repeat")
+    parser.add_argument("--repeats", type=int, default=101, help="repeats (paired samples)")
+    parser.add_argument(
+        "--ablations", action="store_true", help="only the processor with parts taken away"
+    )
     args = parser.parse_args()
+    if args.ablations:
+        ablations(args.repeats, args.blocks, args.spans)
+        return
     print("shape     threads  plain µs/span  lifecycle µs/span  ratio")
     for children in (9, 3):
         traces = args.spans // (children + 1)
         for threads in (1, 2):
             spans = threads * traces * (children + 1)
-            timings = measure(
-                [
-                    workload(BatchSpanProcessor(NullExporter()), threads, traces, children),
-                    workload(
-                        LifecycleSpanProcessor(NullExporter(), handle_signals=False),
-                        threads,
-                        traces,
-                        children,
-                    ),
-                ],
-                args.repeats,
-            )
+            sides = [
+                side(BatchSpanProcessor(NullExporter()), threads, traces, children),
+                side(
+                    LifecycleSpanProcessor(NullExporter(), handle_signals=False),
+                    threads,
+                    traces,
+                    children,
+                ),
+            ]
+            timings = measure_blocks(sides, args.repeats, args.blocks)
+            timed = spans * args.blocks
             print(
-                f"1+{children:<6}  {threads:>7}  {timings.best(0) / spans * 1e6:>13.2f}"
-                f"  {timings.best(1) / spans * 1e6:>17.2f}  {timings.ratio(1):>5.2f}"
+                f"1+{children:<6}  {threads:>7}  {timings.best(0) / timed * 1e6:>13.2f}"
+                f"  {timings.best(1) / timed * 1e6:>17.2f}  {timings.ratio(1):>5.2f}"
             )
+    ended = args.spans * args.blocks
     timings = measure(
         [
-            hooks(BatchSpanProcessor(NullExporter()), args.spans),
-            hooks(LifecycleSpanProcessor(NullExporter(), handle_signals=False), args.spans),
+            hooks(BatchSpanProcessor(NullExporter()), ended),
+            hooks(LifecycleSpanProcessor(NullExporter(), handle_signals=False), ended),
         ],
         args.repeats,
     )
     print(
-        f"on_end alone (queue and export): plain {timings.best(0) / args.spans * 1e6:.2f},"
-        f" lifecycle {timings.best(1) / args.spans * 1e6:.2f} µs/span,"
+        f"on_end alone (queue and export): plain {timings.best(0) / ended * 1e6:.2f},"
+        f" lifecycle {timings.best(1) / ended * 1e6:.2f} µs/span,"
         f" ratio {timings.ratio(1):.2f}"
     )
     traces = args.spans // 10
-    timings = measure(
-        [
-            workload(with_open_traces(10), 1, traces, 9),
-            workload(with_open_traces(100_000), 1, traces, 9),
-        ],
-        args.repeats,
-    )
+    sides = [
+        side(with_open_traces(10), 1, traces, 9),
+        side(with_open_traces(100_000), 1, traces, 9),
+    ]
+    timings = measure_blocks(sides, args.repeats, args.blocks)
+    timed = args.spans * args.blocks
     print(
-        f"1+9 with 100,000 traces open vs 10: {timings.best(0) / args.spans * 1e6:.2f}"
-        f" vs {timings.best(1) / args.spans * 1e6:.2f} µs/span, ratio {timings.ratio(1):.2f}"
+        f"1+9 with 100,000 traces open vs 10: {timings.best(0) / timed * 1e6:.2f}"
+        f" vs {timings.best(1) / timed * 1e6:.2f} µs/span, ratio {timings.ratio(1):.2f}"
     )
 
 
