@@ -82,6 +82,14 @@ def ablations(repeats: int, blocks: int, spans: int) -> None:
         print(f"1+9, 1 thread, {part}: ratio {timings.ratio(index):.3f}")
 
 
+def same_on_both_sides(repeats: int, blocks: int, spans: int) -> None:
+    """An A/A check of the method: the SDK's batch processor on both sides; ratios near 1."""
+    for threads in (1, 2):
+        sides = [side(BatchSpanProcessor(NullExporter()), threads, spans // 10, 9) for _ in "ab"]
+        timings = measure_blocks(sides, repeats, blocks)
+        print(f"1+9, {threads} thread(s), plain SDK against itself: ratio {timings.ratio(1):.3f}")
+
+
 def with_open_traces(count: int) -> SpanProcessor:
     """A lifecycle processor with ``count`` traces already open (a root each, never ended).
 
@@ -126,7 +134,13 @@ def main() -> None:
     parser.add_argument(
         "--ablations", action="store_true", help="only the processor with parts taken away"
     )
+    parser.add_argument(
+        "--same", action="store_true", help="only the plain SDK against itself (an A/A check)"
+    )
     args = parser.parse_args()
+    if args.same:
+        same_on_both_sides(args.repeats, args.blocks, args.spans)
+        return
     if args.ablations:
         ablations(args.repeats, args.blocks, args.spans)
         return
