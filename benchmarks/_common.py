@@ -72,9 +72,9 @@ def measure(runs: Sequence[Callable[[], None]], repeats: int) -> Timings:
     for _ in range(repeats):
         for index in order:
             with collector_paused():
-                begin = time.process_time()
+                begin = time.perf_counter()
                 runs[index]()
-                samples[index].append(time.process_time() - begin)
+                samples[index].append(time.perf_counter() - begin)
         order.reverse()
     gc.unfreeze()
     return Timings(samples)
