@@ -1,4 +1,8 @@
-"""Helpers shared by the benchmarks: a no-op exporter and an interleaved, paired timer."""
+"""Helpers shared by the benchmarks: a no-op exporter and two paired timers.
+
+``measure`` interleaves whole runs timed by the wall clock; ``measure_blocks``
+interleaves short blocks and charges each side the CPU time of its own threads.
+"""
 
 from __future__ import annotations
 
@@ -149,7 +153,8 @@ def measure_blocks(sides: Sequence[Side], repeats: int, blocks: int) -> Timings:
     second or more; blocks a few milliseconds long, interleaved, put both sides
     on the same steps, which whole runs of 0.1 s each do not. The sides start in
     turn (A B B A, then B A A B), and the collector is paused through a repeat
-    (:func:`collector_paused`).
+    (:func:`collector_paused`). The sides' threads are stopped at the end: a
+    side serves one measurement.
     """
     samples: list[list[float]] = [[] for _ in sides]
     gc.freeze()
