@@ -55,20 +55,13 @@ def exporting_thread(processor: SpanProcessor) -> threading.Thread:
     return processor._batch_processor._worker_thread  # type: ignore[attr-defined,no-any-return]
 
 
-class _NoConversations:
-    """Stands in for the processor's conversation-id resolution in the ablation."""
-
-    def on_start(self, span: object, trace_id: int, parent_context: object) -> None:
-        """Resolves nothing."""
-
-
 def ablated(part: str) -> LifecycleSpanProcessor:
     """A lifecycle processor with ``part`` taken away (private attributes: a benchmark)."""
-    processor = LifecycleSpanProcessor(NullExporter(), handle_signals=False)
+    processor = LifecycleSpanProcessor(
+        NullExporter(), handle_signals=False, conversation_ids=part != "no conversation ids"
+    )
     if part == "no on_start":
         processor.on_start = lambda span, parent_context=None: None  # type: ignore[method-assign]
-    elif part == "no conversation ids":
-        processor._conversations = _NoConversations()  # type: ignore[assignment]
     return processor
 
 
@@ -144,18 +137,23 @@ def main() -> None:
     if args.ablations:
         ablations(args.repeats, args.blocks, args.spans)
         return
-    print("shape     threads  plain µs/span  lifecycle µs/span  ratio")
+    print("shape     threads  plain µs/span  lifecycle µs/span  ratio  ratio, ids off")
     for children in (9, 3):
         traces = args.spans // (children + 1)
         for threads in (1, 2):
             spans = threads * traces * (children + 1)
             sides = [
                 side(BatchSpanProcessor(NullExporter()), threads, traces, children),
-                side(
-                    LifecycleSpanProcessor(NullExporter(), handle_signals=False),
-                    threads,
-                    traces,
-                    children,
+                *(
+                    side(
+                        LifecycleSpanProcessor(
+                            NullExporter(), handle_signals=False, conversation_ids=ids
+                        ),
+                        threads,
+                        traces,
+                        children,
+                    )
+                    for ids in (True, False)
                 ),
             ]
             timings = measure_blocks(sides, args.repeats, args.blocks)
@@ -163,6 +161,7 @@ def main() -> None:
             print(
                 f"1+{children:<6}  {threads:>7}  {timings.best(0) / timed * 1e6:>13.2f}"
                 f"  {timings.best(1) / timed * 1e6:>17.2f}  {timings.ratio(1):>5.2f}"
+                f"  {timings.ratio(2):>14.2f}"
             )
     ended = args.spans * args.blocks
     timings = measure(

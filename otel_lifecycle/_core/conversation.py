@@ -11,6 +11,8 @@ At ``on_start`` a span's conversation id is the first found of:
 4. the innermost ``otel_lifecycle.conversation(...)`` scope;
 5. the ``conversation_id_resolver(span)`` callable, if given;
 6. the fallback: nothing, the trace id in hex, or a new UUID.
+
+With ``conversation_ids`` off the processor resolves nothing (``NoConversations``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import contextvars
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from opentelemetry.baggage import _BAGGAGE_KEY
 from opentelemetry.context import Context, get_current
@@ -29,7 +31,7 @@ from opentelemetry.trace import format_trace_id
 from otel_lifecycle._core.semconv import CONVERSATION_ID
 from otel_lifecycle._core.span_context import TRACE_ID
 from otel_lifecycle._settings.checks import check_text
-from otel_lifecycle._settings.environment import Fallback
+from otel_lifecycle._settings.environment import Fallback, Settings
 
 Resolver = Callable[[Span], Optional[str]]
 
@@ -75,6 +77,53 @@ def _first(values: Mapping[str, object] | None, keys: tuple[str, ...]) -> str | 
 
 TRACE_MEMORY = 16_384
 """How many traces' conversation ids are remembered (the most recently resolved)."""
+
+
+class ConversationIds(Protocol):
+    """What the processor asks of its conversation ids."""
+
+    def on_start(self, span: Span, trace_id: int, parent_context: Context | None) -> None:
+        """Hot path: give a span that just started its conversation id, if it has one."""
+
+    def of_span(self, span: Span) -> str | None:
+        """The conversation id to add to a live span when it is finalized or marked."""
+
+    def of_trace(self, trace_id: int) -> str | None:
+        """The conversation id to add to a span of ``trace_id`` ended after a signal's mark."""
+
+    def remembered(self) -> int:
+        """How many traces' ids are remembered now."""
+
+
+def for_settings(settings: Settings, resolver: Resolver | None) -> ConversationIds:
+    """The processor's conversation ids: by the resolution order, or none if turned off."""
+    if not settings.conversation_ids:
+        return NoConversations()
+    return Conversations(settings.conversation_id_keys, resolver, settings.conversation_id_fallback)
+
+
+class NoConversations:
+    """Conversation ids turned off: the processor adds ``gen_ai.conversation.id`` to no span.
+
+    A span keeps the id the application set on it. Nothing is resolved at
+    ``on_start`` (about 3% of a span's cost with the SDK's own work, measured
+    in ``benchmarks/``), remembered, or added when a span is finalized or marked.
+    """
+
+    __slots__ = ()
+
+    def on_start(self, span: Span, trace_id: int, parent_context: Context | None) -> None:
+        """Resolves nothing."""
+
+    def of_span(self, span: Span) -> None:
+        """None: no id is added."""
+
+    def of_trace(self, trace_id: int) -> None:
+        """None: no id is added."""
+
+    def remembered(self) -> int:
+        """None are remembered."""
+        return 0
 
 
 class Conversations:

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import SpanContext
 
-from otel_lifecycle._core.conversation import Conversations
+from otel_lifecycle._core.conversation import ConversationIds
 from otel_lifecycle._core.deadline import Deadline
 from otel_lifecycle._core.export import ExportPath
 from otel_lifecycle._core.open_spans import OpenSpans
@@ -35,7 +35,7 @@ class Markers:
     def snapshot(
         self,
         open_spans: OpenSpans,
-        conversations: Conversations,
+        conversations: ConversationIds,
         path: ExportPath,
         emit: Callable[[ReadableSpan], None],
         deadline: Deadline,

@@ -22,7 +22,7 @@ from typing import Callable
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import StatusCode
 
-from otel_lifecycle._core.conversation import Conversations
+from otel_lifecycle._core.conversation import ConversationIds
 from otel_lifecycle._core.deadline import Deadline
 from otel_lifecycle._core.endings import EXPORTED, Claim, Ending, Inherited, Mark
 from otel_lifecycle._core.export import ExportPath
@@ -41,7 +41,7 @@ class Finalizer:
         self,
         open_spans: OpenSpans,
         *,
-        conversations: Conversations,
+        conversations: ConversationIds,
         path: ExportPath,
         emit_priority: Callable[[ReadableSpan], None],
         counters: Counters,

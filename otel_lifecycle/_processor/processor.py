@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import SpanContext
 
-from otel_lifecycle._core.conversation import Conversations, Resolver
+from otel_lifecycle._core.conversation import Resolver, for_settings
 from otel_lifecycle._core.deadline import Deadline
 from otel_lifecycle._core.delegate import DelegatePath
 from otel_lifecycle._core.export import DroppedDescendants, ExportPath, ExportStage
@@ -71,6 +71,7 @@ class LifecycleSpanProcessor(SpanProcessor):
         *,
         root_timeout: float | None = None,
         on_flush: OnFlush | None = None,
+        conversation_ids: bool | None = None,
         conversation_id_keys: tuple[str, ...] | list[str] | None = None,
         conversation_id_fallback: Fallback | None = None,
         conversation_id_resolver: Resolver | None = None,
@@ -93,6 +94,7 @@ class LifecycleSpanProcessor(SpanProcessor):
             {
                 "root_timeout": root_timeout,
                 "on_flush": on_flush,
+                "conversation_ids": conversation_ids,
                 "conversation_id_keys": conversation_id_keys,
                 "conversation_id_fallback": conversation_id_fallback,
                 "max_tracked_spans": max_tracked_spans,
@@ -104,11 +106,7 @@ class LifecycleSpanProcessor(SpanProcessor):
         )
         self._root_timeout = settings.root_timeout
         self._on_flush = settings.on_flush
-        self._conversations = Conversations(
-            settings.conversation_id_keys,
-            conversation_id_resolver,
-            settings.conversation_id_fallback,
-        )
+        self._conversations = for_settings(settings, conversation_id_resolver)
         self._shutdown_timeout = settings.shutdown_timeout
         self._handles_signals = settings.handle_signals
         self._drain_timeout = (

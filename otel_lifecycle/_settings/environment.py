@@ -183,6 +183,14 @@ VARIABLES: tuple[Variable[object], ...] = cast(
             "What force_flush() does to open spans.",
         ),
         Variable(
+            "OTEL_LIFECYCLE_CONVERSATION_IDS",
+            "conversation_ids",
+            _parse_bool,
+            True,
+            "true or false",
+            "Give spans gen_ai.conversation.id by the resolution order; false skips that step.",
+        ),
+        Variable(
             "OTEL_LIFECYCLE_CONVERSATION_ID_KEYS",
             "conversation_id_keys",
             _parse_keys,
@@ -283,6 +291,7 @@ class Settings:
     enabled: bool
     root_timeout: float | None
     on_flush: OnFlush
+    conversation_ids: bool
     conversation_id_keys: tuple[str, ...]
     conversation_id_fallback: Fallback
     max_tracked_spans: int

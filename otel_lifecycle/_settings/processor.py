@@ -24,6 +24,7 @@ from otel_lifecycle._settings.environment import (
 _CHECKS: Mapping[str, Callable[[str, object], object]] = {
     "root_timeout": lambda name, value: check_seconds(name, value, allow_zero=True) or None,
     "on_flush": lambda name, value: check_choice(name, value, ON_FLUSH_VALUES),
+    "conversation_ids": check_bool,
     "conversation_id_keys": check_keys,
     "conversation_id_fallback": lambda name, value: check_choice(name, value, FALLBACK_VALUES),
     "max_tracked_spans": check_positive_int,

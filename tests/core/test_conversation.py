@@ -139,6 +139,59 @@ def test_no_fallback_leaves_the_attribute_unset(make_harness: MakeHarness) -> No
     assert "gen_ai.conversation.id" not in (harness.exported()["root"].attributes or {})
 
 
+def test_turned_off_the_processor_gives_no_span_an_id(make_harness: MakeHarness) -> None:
+    """Keys, baggage, scope, resolver and fallback are all ignored; the app's own id is kept.
+
+    Nothing is remembered, and neither the in-progress marker nor the span
+    finalized at shutdown gets an id.
+    """
+    harness = make_harness(
+        conversation_ids=False,
+        conversation_id_resolver=lambda span: "resolved",
+        conversation_id_fallback="uuid",
+    )
+    token = attach(baggage.set_baggage("session.id", "from-baggage"))
+    try:
+        with conversation("from-scope"):
+            root = harness.tracer.start_span("root", attributes={"session.id": "s"})
+            context = trace.set_span_in_context(root)
+            harness.tracer.start_span("child", context=context).end()
+            harness.tracer.start_span(
+                "own", context=context, attributes={"gen_ai.conversation.id": "mine"}
+            ).end()
+    finally:
+        detach(token)
+    assert harness.processor.force_flush()
+    harness.processor.finalize_open_spans("shutdown")
+
+    exported = [
+        (
+            span.name,
+            (span.attributes or {}).get("gen_ai.conversation.id"),
+            (span.attributes or {}).get("otel_lifecycle.state"),
+            (span.attributes or {}).get("otel_lifecycle.finalized_by"),
+        )
+        for span in harness.exporter.get_finished_spans()
+    ]
+    assert exported == [
+        ("child", None, None, None),
+        ("own", "mine", None, None),
+        ("root", None, "in_progress", None),
+        ("root", None, None, "shutdown"),
+    ]
+    assert harness.processor._conversations.remembered() == 0
+
+
+def test_the_variable_turns_them_off(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_LIFECYCLE_CONVERSATION_IDS", "false")
+    harness = make_harness()
+    with conversation("from-scope"):
+        harness.tracer.start_span("root").end()
+    assert cid(harness, "root") is None
+
+
 def test_conversation_scope_nests_and_restores(make_harness: MakeHarness) -> None:
     harness = make_harness()
     harness.tracer.start_span("before").end()

@@ -9,6 +9,7 @@ from otel_lifecycle._settings.processor import processor_settings
 NONE_GIVEN = {
     "root_timeout": None,
     "on_flush": None,
+    "conversation_ids": None,
     "conversation_id_keys": None,
     "conversation_id_fallback": None,
     "max_tracked_spans": None,
@@ -35,6 +36,7 @@ def test_arguments_win_over_variables_and_are_marked_as_arguments(
     assert {name: settings.sources[name] for name in NONE_GIVEN} == {
         "root_timeout": "default",
         "on_flush": "default",
+        "conversation_ids": "default",
         "conversation_id_keys": "argument",
         "conversation_id_fallback": "default",
         "max_tracked_spans": "argument",
@@ -57,6 +59,7 @@ def test_a_root_timeout_of_zero_means_off() -> None:
         ("max_tracked_spans", 0, ValueError),
         ("drain_timeout", "5", TypeError),
         ("handle_signals", 1, TypeError),
+        ("conversation_ids", "false", TypeError),
     ],
 )
 def test_a_bad_argument_raises_naming_it(name: str, value: object, error: type) -> None:
