@@ -19,6 +19,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from benchmarks._common import NullExporter, measure
+from benchmarks.bench_processor import ATTRIBUTES
 from otel_lifecycle import LifecycleSpanProcessor
 
 CHILDREN = 10
@@ -29,15 +30,14 @@ def workload(processor: LifecycleSpanProcessor, traces: int, open_roots: int) ->
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("bench")
-    attributes = {"http.method": "GET", "http.route": "/items", "retries": 0}
 
     def run() -> None:
         held: list[trace.Span] = []
         for _ in range(traces):
-            root = tracer.start_span("root", attributes=attributes)
+            root = tracer.start_span("root", attributes=ATTRIBUTES)
             context = trace.set_span_in_context(root)
             for _ in range(CHILDREN):
-                tracer.start_span("child", context=context, attributes=attributes).end()
+                tracer.start_span("child", context=context, attributes=ATTRIBUTES).end()
             held.append(root)
             if len(held) > open_roots:
                 held.pop(0).end()

@@ -21,11 +21,12 @@ from typing import Callable
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.util.types import Attributes
 
 from benchmarks._common import NullExporter, Side, measure, measure_blocks
 from otel_lifecycle import LifecycleSpanProcessor
 
-ATTRIBUTES = {"http.method": "GET", "http.route": "/items", "retries": 0}
+ATTRIBUTES: Attributes = {"http.method": "GET", "http.route": "/items", "retries": 0}
 
 
 def side(processor: SpanProcessor, threads: int, traces: int, children: int) -> Side:

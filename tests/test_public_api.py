@@ -8,6 +8,7 @@ import types
 import pytest
 
 import otel_lifecycle
+import otel_lifecycle._core
 
 PUBLIC_API = [
     "ConsoleTreeSpanExporter",

@@ -17,12 +17,8 @@ from typing import Any
 
 import pytest
 
-from otel_lifecycle._api.sanitize import (
-    DEFAULT_MAX_VALUE_LENGTH,
-    DEFAULT_REDACT_KEYS,
-    REDACTED,
-    sanitize,
-)
+from otel_lifecycle._api.sanitize import REDACTED, sanitize
+from otel_lifecycle._settings.environment import DEFAULT_MAX_VALUE_LENGTH, DEFAULT_REDACT_KEYS
 
 
 class Color(enum.Enum):

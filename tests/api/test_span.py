@@ -17,7 +17,7 @@ from opentelemetry.trace import StatusCode
 
 import otel_lifecycle
 from otel_lifecycle import LifecycleSpanProcessor, span, traced
-from otel_lifecycle._settings.environment import load_settings
+from otel_lifecycle._settings.environment import DEFAULT_REDACT_KEYS, load_settings
 from tests.api._helpers import assert_error, attrs, exception_events, input_of, output_of
 from tests.conftest import Harness
 from tests.receiver import OtlpReceiver, ReceivedSpan
@@ -282,7 +282,7 @@ def test_capture_off_by_environment_and_an_argument_overrides_it(
             "OTEL_LIFECYCLE_REDACT_KEYS",
             " , ",
             "redact_keys",
-            otel_lifecycle._api.sanitize.DEFAULT_REDACT_KEYS,
+            DEFAULT_REDACT_KEYS,
         ),
         ("OTEL_LIFECYCLE_MAX_VALUE_LENGTH", "63", "max_value_length", 4096),
         ("OTEL_LIFECYCLE_MAX_VALUE_LENGTH", "lots", "max_value_length", 4096),

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import Any, Callable
 
 import pytest
@@ -64,7 +64,7 @@ def test_defaults_are_part_of_the_input_and_name_defaults_to_qualname(harness: H
 def test_conversation_id_from_a_callable_of_the_bound_arguments(harness: Harness) -> None:
     seen: list[dict[str, Any]] = []
 
-    def pick(args: dict[str, Any]) -> str:
+    def pick(args: Mapping[str, Any]) -> str:
         seen.append(dict(args))
         return str(args["session"])
 
@@ -354,7 +354,7 @@ def test_a_long_generator_keeps_a_bounded_output(
 
 def test_an_async_generator_full_and_closed_early(harness: Harness) -> None:
     @traced(name="astream", tracer_provider=harness.provider)
-    async def astream(n: int) -> AsyncIterator[int]:
+    async def astream(n: int) -> AsyncGenerator[int, None]:
         for i in range(n):
             await asyncio.sleep(0)
             assert trace.get_current_span().get_span_context().is_valid
@@ -377,7 +377,7 @@ def test_an_async_generator_full_and_closed_early(harness: Harness) -> None:
 
 def test_an_async_generator_athrow_and_errors(harness: Harness) -> None:
     @traced(name="astream", tracer_provider=harness.provider)
-    async def astream() -> AsyncIterator[str]:
+    async def astream() -> AsyncGenerator[str, None]:
         try:
             yield "first"
         except KeyError:
@@ -472,7 +472,7 @@ def test_introspection_is_preserved() -> None:
         assert decorated.__name__ == function.__name__
         assert decorated.__qualname__ == function.__qualname__
         assert decorated.__doc__ == function.__doc__
-        assert decorated.__wrapped__ is function
+        assert inspect.unwrap(decorated) is function
         assert inspect.signature(decorated) == inspect.signature(function)
         for check in (
             inspect.iscoroutinefunction,

@@ -153,7 +153,7 @@ def test_flush_budget_with_the_default_clock_reaches_the_delegate() -> None:
     provider.add_span_processor(processor)
 
     assert processor.force_flush(30_000) is True
-    ((_, _, (args, kwargs)),) = delegate.named("force_flush")
+    ((_, args, kwargs),) = delegate.flushes
     assert kwargs == {}
     assert 29_000 < args[0] <= 30_000
 

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 from opentelemetry import trace
@@ -439,7 +439,7 @@ def test_sdk_batch_helpers_we_rely_on_still_read_the_variables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The private BatchSpanProcessor helpers batch_settings calls exist and read OTEL_BSP_*."""
-    sdk = BatchSpanProcessor
+    sdk: Any = BatchSpanProcessor  # its helpers are untyped
     assert sdk._default_max_queue_size() == 2048
     assert sdk._default_schedule_delay_millis() == 5000
     assert sdk._default_max_export_batch_size() == 512

@@ -198,6 +198,12 @@ def state_of(path: Path) -> tuple[object, ...]:
     return contents, status.st_mode, status.st_size, status.st_mtime_ns
 
 
+def a_directory(path: Path) -> None:
+    """A directory with a file inside, at ``path``."""
+    path.mkdir()
+    (path / "inside.txt").write_text("x")
+
+
 def foreign_sqlite(path: Path) -> None:
     connection = sqlite3.connect(path)
     connection.execute("CREATE TABLE notes (text TEXT)")
@@ -214,7 +220,7 @@ FOREIGN: dict[str, tuple[str, Callable[[Path], object]]] = {
     "sqlite": ("it is a SQLite database of another application", foreign_sqlite),
     "directory": (
         "it is a directory",
-        lambda path: (path.mkdir(), (path / "inside.txt").write_text("x")),
+        a_directory,
     ),
     "empty": ("it is an empty file", lambda path: path.touch()),
 }
