@@ -72,6 +72,7 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     markers: Path
+    ready: Path
     log: Path
     receiver: OtlpReceiver
     threads: list[threading.Thread] = field(default_factory=list)
@@ -119,15 +120,22 @@ class Server:
 
     def wait_for_markers(self, count: int, timeout: float = 10) -> list[str]:
         """Wait until ``count`` slow handlers are running; return their markers."""
+        return self._wait_for_files(self.markers, count, timeout, "slow handlers did not start")
+
+    def wait_for_workers(self, count: int, timeout: float = 15) -> list[str]:
+        """Wait until ``count`` workers said they are ready (``$SERVERS_READY_DIR``)."""
+        return self._wait_for_files(self.ready, count, timeout, "workers were not ready")
+
+    def _wait_for_files(self, directory: Path, count: int, timeout: float, what: str) -> list[str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = sorted(path.name for path in self.markers.iterdir())
+            found = sorted(path.name for path in directory.iterdir())
             if len(found) >= count:
                 return found
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
-        pytest.fail(f"{count} slow handlers did not start: {self.output()}")
+        pytest.fail(f"{count} {what}: {self.output()}")
 
     def wait_for_output(self, text: str, timeout: float = 15) -> None:
         """Wait until the process has printed a line ``text`` (its output goes to :attr:`log`)."""
@@ -184,7 +192,11 @@ StartServer = Callable[[Sequence[str], str], "Server"]
 
 
 def server_environment(
-    receiver: OtlpReceiver, configurator: str, markers: Path, endpoint: str | None = None
+    receiver: OtlpReceiver,
+    configurator: str,
+    markers: Path,
+    ready: Path,
+    endpoint: str | None = None,
 ) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
     env.update(
@@ -198,6 +210,7 @@ def server_environment(
         OTEL_BSP_SCHEDULE_DELAY="200",
         OTEL_PYTHON_EXCLUDED_URLS="health",
         SERVERS_MARKER_DIR=str(markers),
+        SERVERS_READY_DIR=str(ready),
         PYTHONUNBUFFERED="1",
     )
     if configurator:
@@ -222,6 +235,8 @@ def launch(
     directory.mkdir(parents=True)
     markers = directory / "markers"
     markers.mkdir()
+    ready = directory / "ready"
+    ready.mkdir()
     log = directory / "server.log"
     port = free_port()
     argv = [str(INSTRUMENT), *(part.format(port=port) for part in command)]
@@ -229,13 +244,13 @@ def launch(
         process = subprocess.Popen(
             argv,
             cwd=HERE,
-            env=server_environment(receiver, configurator, markers, endpoint),
+            env=server_environment(receiver, configurator, markers, ready, endpoint),
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return Server(process, port, markers, log, receiver)
+    return Server(process, port, markers, ready, log, receiver)
 
 
 def wait_ready(server: Server, timeout: float = 15) -> Server:

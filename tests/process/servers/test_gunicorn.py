@@ -17,6 +17,7 @@ from ._harness import (
     GRACEFUL_S,
     HERE,
     SLOW_S,
+    Server,
     StartServer,
     assert_a_drained_request_is_not_an_error,
     assert_ended_by_app,
@@ -41,6 +42,8 @@ GUNICORN = [
     "127.0.0.1:{port}",
     "--chdir",
     str(HERE),
+    "-c",  # not --config, which opentelemetry-instrument takes for its own --configurator
+    str(HERE / "gunicorn_conf.py"),
     "--log-level",
     "info",
     "flask_app:app",
@@ -49,11 +52,18 @@ GUNICORN = [
 pytestmark = pytest.mark.timeout(40)
 
 
+def started(start_server: StartServer, configurator: str) -> Server:
+    """gunicorn, answering, with every worker ready (see ``gunicorn_conf.py``)."""
+    server = start_server(GUNICORN, configurator)
+    server.wait_for_workers(WORKERS)
+    return server
+
+
 @pytest.mark.parametrize("configurator", CONFIGURATORS)
 def test_requests_running_at_sigterm_arrive_once_as_sigterm(
     start_server: StartServer, configurator: str
 ) -> None:
-    server = start_server(GUNICORN, configurator)
+    server = started(start_server, configurator)
     server.quick(5)
     for _ in range(3):
         server.fire(f"/slow?seconds={SLOW_S}")
@@ -76,4 +86,4 @@ def test_a_request_that_completes_during_the_drain_is_not_an_error(
     start_server: StartServer, configurator: str
 ) -> None:
     """A request that ends during the drain is exported as the app ended it."""
-    assert_a_drained_request_is_not_an_error(start_server(GUNICORN, configurator), 0)
+    assert_a_drained_request_is_not_an_error(started(start_server, configurator), 0)
