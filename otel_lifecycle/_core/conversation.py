@@ -75,6 +75,9 @@ def _first(values: Mapping[str, object] | None, keys: tuple[str, ...]) -> str | 
     return None
 
 
+_RESOLUTION = ("conversation_id_keys", "conversation_id_fallback")
+"""The settings that only the resolution order uses."""
+
 TRACE_MEMORY = 16_384
 """How many traces' conversation ids are remembered (the most recently resolved)."""
 
@@ -96,8 +99,18 @@ class ConversationIds(Protocol):
 
 
 def for_settings(settings: Settings, resolver: Resolver | None) -> ConversationIds:
-    """The processor's conversation ids: by the resolution order, or none if turned off."""
+    """The processor's conversation ids: by the resolution order, or none if turned off.
+
+    ``conversation_ids=False`` given together with an argument it makes useless
+    raises ``ValueError`` naming both; turned off by its variable, the others
+    are simply not used (the operator's choice wins).
+    """
     if not settings.conversation_ids:
+        if settings.sources["conversation_ids"] == "argument":
+            given = [name for name in _RESOLUTION if settings.sources[name] == "argument"]
+            given += ["conversation_id_resolver"] if resolver is not None else []
+            if given:
+                raise ValueError(f"{', '.join(given)} has no effect with conversation_ids=False")
         return NoConversations()
     return Conversations(settings.conversation_id_keys, resolver, settings.conversation_id_fallback)
 

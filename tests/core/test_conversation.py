@@ -11,8 +11,10 @@ import pytest
 from opentelemetry import baggage, trace
 from opentelemetry.context import attach, detach
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_lifecycle import conversation
+from otel_lifecycle import LifecycleSpanProcessor, conversation
 from otel_lifecycle._core.conversation import Conversations
 from tests.conftest import Harness
 
@@ -139,17 +141,16 @@ def test_no_fallback_leaves_the_attribute_unset(make_harness: MakeHarness) -> No
     assert "gen_ai.conversation.id" not in (harness.exported()["root"].attributes or {})
 
 
-def test_turned_off_the_processor_gives_no_span_an_id(make_harness: MakeHarness) -> None:
-    """Keys, baggage, scope, resolver and fallback are all ignored; the app's own id is kept.
+def test_turned_off_the_processor_gives_no_span_an_id(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys, baggage, scope and the fallback's variable are all ignored; the app's own id is kept.
 
     Nothing is remembered, and neither the in-progress marker nor the span
     finalized at shutdown gets an id.
     """
-    harness = make_harness(
-        conversation_ids=False,
-        conversation_id_resolver=lambda span: "resolved",
-        conversation_id_fallback="uuid",
-    )
+    monkeypatch.setenv("OTEL_LIFECYCLE_CONVERSATION_ID_FALLBACK", "uuid")
+    harness = make_harness(conversation_ids=False)
     token = attach(baggage.set_baggage("session.id", "from-baggage"))
     try:
         with conversation("from-scope"):
@@ -182,11 +183,31 @@ def test_turned_off_the_processor_gives_no_span_an_id(make_harness: MakeHarness)
     assert harness.processor._conversations.remembered() == 0
 
 
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"conversation_id_keys": ["thread"]}, "conversation_id_keys"),
+        ({"conversation_id_fallback": "uuid"}, "conversation_id_fallback"),
+        ({"conversation_id_resolver": lambda span: "r"}, "conversation_id_resolver"),
+    ],
+)
+def test_turning_them_off_with_an_option_they_need_raises(
+    options: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ValueError, match=f"{named} has no effect with conversation_ids=False"):
+        LifecycleSpanProcessor(
+            SimpleSpanProcessor(InMemorySpanExporter()),
+            conversation_ids=False,
+            **options,  # type: ignore[arg-type]
+        )
+
+
 def test_the_variable_turns_them_off(
     make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The operator's choice wins over the application's resolver: no error, no id."""
     monkeypatch.setenv("OTEL_LIFECYCLE_CONVERSATION_IDS", "false")
-    harness = make_harness()
+    harness = make_harness(conversation_id_resolver=lambda span: "resolved")
     with conversation("from-scope"):
         harness.tracer.start_span("root").end()
     assert cid(harness, "root") is None
