@@ -110,7 +110,8 @@ def for_settings(settings: Settings, resolver: Resolver | None) -> ConversationI
             given = [name for name in _RESOLUTION if settings.sources[name] == "argument"]
             given += ["conversation_id_resolver"] if resolver is not None else []
             if given:
-                raise ValueError(f"{', '.join(given)} has no effect with conversation_ids=False")
+                ignored = ", ".join(given)
+                raise ValueError(f"conversation_ids=False ignores {ignored}: give one or the other")
         return NoConversations()
     return Conversations(settings.conversation_id_keys, resolver, settings.conversation_id_fallback)
 
