@@ -94,9 +94,6 @@ class ConversationIds(Protocol):
     def of_trace(self, trace_id: int) -> str | None:
         """The conversation id to add to a span of ``trace_id`` ended after a signal's mark."""
 
-    def remembered(self) -> int:
-        """How many traces' ids are remembered now."""
-
 
 def for_settings(settings: Settings, resolver: Resolver | None) -> ConversationIds:
     """The processor's conversation ids: by the resolution order, or none if turned off.
@@ -105,15 +102,17 @@ def for_settings(settings: Settings, resolver: Resolver | None) -> ConversationI
     raises ``ValueError`` naming both; turned off by its variable, the others
     are simply not used (the operator's choice wins).
     """
-    if not settings.conversation_ids:
-        if settings.sources["conversation_ids"] == "argument":
-            given = [name for name in _RESOLUTION if settings.sources[name] == "argument"]
-            given += ["conversation_id_resolver"] if resolver is not None else []
-            if given:
-                ignored = ", ".join(given)
-                raise ValueError(f"conversation_ids=False ignores {ignored}: give one or the other")
-        return NoConversations()
-    return Conversations(settings.conversation_id_keys, resolver, settings.conversation_id_fallback)
+    if settings.conversation_ids:
+        return Conversations(
+            settings.conversation_id_keys, resolver, settings.conversation_id_fallback
+        )
+    if settings.sources["conversation_ids"] == "argument":
+        given = [name for name in _RESOLUTION if settings.sources[name] == "argument"]
+        given += ["conversation_id_resolver"] if resolver is not None else []
+        if given:
+            ignored = ", ".join(given)
+            raise ValueError(f"conversation_ids=False ignores {ignored}: give one or the other")
+    return NoConversations()
 
 
 class NoConversations:
@@ -134,10 +133,6 @@ class NoConversations:
 
     def of_trace(self, trace_id: int) -> None:
         """None: no id is added."""
-
-    def remembered(self) -> int:
-        """None are remembered."""
-        return 0
 
 
 class Conversations:

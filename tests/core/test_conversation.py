@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_lifecycle import LifecycleSpanProcessor, conversation
-from otel_lifecycle._core.conversation import Conversations
+from otel_lifecycle._core.conversation import Conversations, NoConversations
 from tests.conftest import Harness
 
 MakeHarness = Callable[..., Harness]
@@ -146,8 +146,8 @@ def test_turned_off_the_processor_gives_no_span_an_id(
 ) -> None:
     """Keys, baggage, scope and the fallback's variable are all ignored; the app's own id is kept.
 
-    Nothing is remembered, and neither the in-progress marker nor the span
-    finalized at shutdown gets an id.
+    Nothing is resolved or remembered (the processor has no ``Conversations``), and
+    neither the in-progress marker nor the span finalized at shutdown gets an id.
     """
     monkeypatch.setenv("OTEL_LIFECYCLE_CONVERSATION_ID_FALLBACK", "uuid")
     harness = make_harness(conversation_ids=False)
@@ -180,7 +180,7 @@ def test_turned_off_the_processor_gives_no_span_an_id(
         ("root", None, "in_progress", None),
         ("root", None, None, "shutdown"),
     ]
-    assert harness.processor._conversations.remembered() == 0
+    assert isinstance(harness.processor._conversations, NoConversations)
 
 
 @pytest.mark.parametrize(

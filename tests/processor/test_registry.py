@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode, Tracer
 
 from otel_lifecycle import LifecycleSpanProcessor
-from otel_lifecycle._core.conversation import TRACE_MEMORY
+from otel_lifecycle._core.conversation import TRACE_MEMORY, Conversations
 from tests.conftest import Harness
 
 MakeHarness = Callable[..., Harness]
@@ -125,12 +125,14 @@ def test_the_processor_remembers_at_most_trace_memory_conversations() -> None:
     tracer = provider.get_tracer("tests")
     contexts = []
     most = 0
+    conversations = processor._conversations
+    assert isinstance(conversations, Conversations)
     try:
         for number in range(TRACE_MEMORY + 10):
             root = tracer.start_span("root", attributes={"session.id": f"c{number}"})
             root.end()
             contexts.append(root.get_span_context())
-            most = max(most, processor._conversations.remembered())
+            most = max(most, conversations.remembered())
         assert most == TRACE_MEMORY
         late = {
             index: cast(
