@@ -6,6 +6,12 @@ its budget. A call that hangs keeps its thread, so only hung calls ever add
 threads, and once ``MAX_THREADS`` are hung a new call fails at once instead of
 starting another. A thread holds nothing between calls, and a forked child
 starts with none.
+
+Python 3.12 and later refuse to start a thread once the interpreter is
+finalizing, which is when ``atexit`` hooks run. A user that will need a bounded
+call at exit has a thread wait for it beforehand (``reserve()``); a call that
+still finds no thread and cannot start one fails at once, as when every thread
+hangs.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import logging
 import os
 import queue
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from otel_lifecycle._core.threads import background
 
@@ -43,7 +49,9 @@ class BoundedCaller:
         calls = self._worker()
         if calls is None:
             _logger.warning(
-                "otel_lifecycle: %d earlier calls still hang; not waiting for another", MAX_THREADS
+                "otel_lifecycle: no thread for a bounded call (%d earlier calls hang, or the "
+                "interpreter is exiting); not waiting for it",
+                MAX_THREADS,
             )
             return False
         outcome: list[object] = []
@@ -51,7 +59,15 @@ class BoundedCaller:
         calls.put((function, outcome, done))
         return done.wait(max(timeout, 0.0)) and outcome[0] is not False
 
+    def reserve(self) -> None:
+        """Have a thread wait idle (unless every thread hangs), so a later call starts none."""
+        calls = self._worker()
+        if calls is not None:
+            with self._lock:
+                self._idle.append(calls)
+
     def _worker(self) -> queue.SimpleQueue[_Call] | None:
+        """An idle thread's queue, else a new thread's; None if every thread hangs or none starts."""
         with self._lock:
             if self._idle:
                 return self._idle.pop()
@@ -59,7 +75,12 @@ class BoundedCaller:
                 return None
             self._threads += 1
         calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
-        background(self._serve, "bounded", calls).start()
+        try:
+            background(self._serve, "bounded", calls).start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown" (3.12+)
+            with self._lock:
+                self._threads -= 1
+            return None
         return calls
 
     def _serve(self, calls: queue.SimpleQueue[_Call]) -> None:
@@ -91,3 +112,8 @@ if hasattr(os, "register_at_fork"):
 def call_within(function: Callable[[], object], timeout: float) -> bool:
     """Run ``function`` on the process's pool, waiting at most ``timeout`` seconds."""
     return CALLER.call_within(function, timeout)
+
+
+def reserve() -> None:
+    """Have a thread of the process's pool wait idle for a later call."""
+    CALLER.reserve()

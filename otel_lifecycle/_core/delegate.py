@@ -4,14 +4,18 @@ The same interface as the export stage (``ExportPath``): every span goes to the
 processor's ``on_end`` (which queues or drops it by its own rules); flushing runs
 in the caller's thread with the remaining budget, as the SDK's provider would
 call it; shutting down is a bounded call, so a delegate that hangs cannot hold
-the process past its budget.
+the process past its budget. The thread for that call is reserved when the path
+is made (and again in a forked child): at interpreter exit none can be started.
 """
 
 from __future__ import annotations
 
+import os
+import weakref
+
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from otel_lifecycle._core.bounded import call_within
+from otel_lifecycle._core import bounded
 from otel_lifecycle._core.deadline import Deadline
 
 
@@ -22,6 +26,9 @@ class DelegatePath:
 
     def __init__(self, processor: SpanProcessor) -> None:
         self.processor = processor
+        bounded.reserve()
+        reference = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _reserve_in_child(reference))
 
     def emit(self, span: ReadableSpan) -> bool:
         """Hand ``span`` to the processor."""
@@ -46,4 +53,9 @@ class DelegatePath:
 
     def shutdown(self, timeout: float) -> bool:
         """The processor's ``shutdown``, waited for at most ``timeout`` seconds."""
-        return call_within(self.processor.shutdown, timeout)
+        return bounded.call_within(self.processor.shutdown, timeout)
+
+
+def _reserve_in_child(reference: weakref.ref[DelegatePath]) -> None:
+    if reference() is not None:
+        bounded.reserve()

@@ -20,7 +20,7 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 import otel_lifecycle
 from otel_lifecycle import LifecycleSpanProcessor
@@ -66,7 +66,11 @@ exporter: SpanExporter = (
 ended = EndedEvents()
 provider = TracerProvider()
 provider.add_span_processor(ended)
-provider.add_span_processor(LifecycleSpanProcessor(exporter))
+provider.add_span_processor(
+    LifecycleSpanProcessor(
+        BatchSpanProcessor(exporter) if SCENARIO == "returns-batch-processor" else exporter
+    )
+)
 tracer = provider.get_tracer("tests.apps.exits")
 
 
@@ -122,6 +126,9 @@ def run() -> None:
     elif SCENARIO == "sys-exit":
         tracer.start_span("app.root")
         sys.exit(3)
+    elif SCENARIO == "returns-batch-processor":
+        root = tracer.start_span("app.root")
+        child_of(root, "app.done").end()
     elif SCENARIO == "provider-shutdown":
         tracer.start_span("app.root")
         provider.shutdown()

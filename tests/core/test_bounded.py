@@ -12,8 +12,10 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_lifecycle import LifecycleSpanProcessor
+from otel_lifecycle._core import bounded
 from otel_lifecycle._core.bounded import MAX_THREADS, BoundedCaller
 from otel_lifecycle._core.deadline import Deadline
+from otel_lifecycle._core.delegate import DelegatePath
 from tests.processor.test_dropin import RecordingProcessor
 
 BUDGET = 10.0
@@ -93,6 +95,47 @@ def test_a_call_that_raises_or_returns_false_is_false_and_the_thread_survives(
     assert caller.call_within(lambda: False, BUDGET) is False
     assert caller.call_within(lambda: "flushed", BUDGET) is True
     assert "a bounded call failed" in caplog.text
+
+
+def refuse_new_threads(*args: object) -> threading.Thread:
+    """What Python 3.12+ does once the interpreter finalizes, as in ``atexit`` hooks."""
+    raise RuntimeError("can't create new thread at interpreter shutdown")
+
+
+def test_a_reserved_thread_serves_a_call_once_no_thread_can_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caller = BoundedCaller()
+    caller.reserve()
+    monkeypatch.setattr(bounded, "background", refuse_new_threads)
+    ran: list[bool] = []
+    assert caller.call_within(lambda: ran.append(True), BUDGET) is True
+    assert ran == [True]
+
+
+def test_a_call_that_cannot_start_a_thread_fails_at_once_and_the_pool_recovers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caller = BoundedCaller()
+    with monkeypatch.context() as patched:
+        patched.setattr(bounded, "background", refuse_new_threads)
+        assert caller.call_within(lambda: None, BUDGET) is False
+    assert "no thread for a bounded call" in caplog.text
+    assert [caller.call_within(lambda: None, BUDGET) for _ in range(MAX_THREADS + 1)] == [True] * (
+        MAX_THREADS + 1
+    )
+
+
+def test_a_delegate_path_reserves_the_thread_its_shutdown_runs_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At interpreter exit the delegate's shutdown runs on the thread reserved when it was made."""
+    monkeypatch.setattr(bounded, "CALLER", BoundedCaller())
+    delegate = RecordingProcessor()
+    path = DelegatePath(delegate)
+    monkeypatch.setattr(bounded, "background", refuse_new_threads)
+    assert path.shutdown(BUDGET) is True
+    assert [call[0] for call in delegate.calls] == ["shutdown"]
 
 
 FORKED = """

@@ -174,6 +174,17 @@ def test_sys_exit_finalizes_the_open_root_with_shutdown(receiver: OtlpReceiver) 
     assert outcome.spans["app.root"].events == ()
 
 
+def test_returning_through_a_batch_span_processor_exports_at_exit(receiver: OtlpReceiver) -> None:
+    """Python 3.12+ starts no thread in atexit: the delegate is shut down without a new one."""
+    outcome = run_app("returns-batch-processor", receiver, "grpc")
+    assert outcome.returncode == 0, outcome.stderr
+    assert "Exception ignored" not in outcome.stderr
+    assert {name: reason(span) for name, span in outcome.spans.items()} == {
+        "app.root": SHUT_DOWN,
+        "app.done": UNTOUCHED,
+    }
+
+
 def test_fork_child_starts_empty_and_runs_its_own_threads(receiver: OtlpReceiver) -> None:
     outcome = run_app("fork", receiver, "http", env={"OTEL_LIFECYCLE_ROOT_TIMEOUT": "0.3"})
     assert outcome.returncode == 0, outcome.stderr
