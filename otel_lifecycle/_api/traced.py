@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Generator, Mapping
-from typing import Any, Callable, TypeVar, Union, overload
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+from typing import Any, TypeVar, overload
 
 import wrapt
 from opentelemetry import trace
@@ -32,7 +32,7 @@ from otel_lifecycle._api.run import (
 _logger = logging.getLogger(__name__)
 
 F = TypeVar("F")
-ConversationId = Union[str, Callable[[Mapping[str, Any]], Any], None]
+ConversationId = str | Callable[[Mapping[str, Any]], Any] | None
 _Body = Callable[["_Plan", Callable[..., Any], object, tuple[Any, ...], dict[str, Any]], object]
 
 
@@ -44,6 +44,7 @@ class _Plan:
         "_capture_input",
         "_capture_output",
         "_conversation_id",
+        "_function",
         "_signature",
         "_warned",
         "name",
@@ -62,6 +63,7 @@ class _Plan:
     ) -> None:
         self.name = name
         self.tracer = tracer
+        self._function = function
         self._conversation_id = conversation_id
         self._capture_input = capture_input
         self._capture_output = capture_output
@@ -75,6 +77,8 @@ class _Plan:
     def begin(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Run:
         """Start the span for one call: input = the bound arguments, and the conversation id."""
         capture = resolve_capture(self._capture_input, self._capture_output)
+        if instance is None and args and self._is_classmethod_of(args[0]):
+            instance, args = args[0], args[1:]
         arguments: Mapping[str, Any] | None = None
         if capture.input or callable(self._conversation_id):
             arguments = self._arguments(instance, args, kwargs)
@@ -85,6 +89,25 @@ class _Plan:
             MISSING if arguments is None else arguments,
             self._conversation(arguments),
         )
+
+    def _is_classmethod_of(self, first: object) -> bool:
+        """Whether ``first`` is the class of a ``classmethod`` over this wrapper.
+
+        Python 3.13 no longer chains ``classmethod`` through the wrapper's
+        ``__get__``: it calls the wrapper unbound, with the class as the first
+        argument, where earlier versions bound it (``instance`` is the class).
+        """
+        name = getattr(self._function, "__name__", None)
+        if name is None or not isinstance(first, type):
+            return False
+        for owner in first.__mro__:
+            attribute = vars(owner).get(name)
+            if attribute is not None:
+                return (
+                    isinstance(attribute, classmethod)
+                    and getattr(attribute.__func__, "__wrapped__", None) is self._function
+                )
+        return False
 
     def _arguments(
         self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]

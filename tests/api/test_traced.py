@@ -9,8 +9,8 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
-from typing import Any, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -398,6 +398,7 @@ def test_an_async_generator_athrow_and_errors(harness: Harness) -> None:
 
 
 def test_methods_classmethods_and_staticmethods(make_harness: MakeHarness) -> None:
+    """The same input on every Python: 3.13 calls a classmethod's wrapper with the class first."""
     harness = make_harness()
     provider = harness.provider
 
@@ -428,6 +429,9 @@ def test_methods_classmethods_and_staticmethods(make_harness: MakeHarness) -> No
         def inner_staticmethod(x: int) -> int:
             return -x
 
+    class SubAgent(Agent):
+        pass
+
     agent = Agent()
     assert agent.method(1) == 2
     assert Agent.method(agent, 2, y=3) == 5
@@ -435,6 +439,7 @@ def test_methods_classmethods_and_staticmethods(make_harness: MakeHarness) -> No
     assert agent.inner_classmethod(5) == "Agent5"
     assert Agent.outer_staticmethod(6) == -6
     assert agent.inner_staticmethod(7) == -7
+    assert SubAgent.inner_classmethod(8) == "SubAgent8"
 
     got = [
         (span.name.rsplit(".", 1)[-1], input_of(span), output_of(span))
@@ -447,6 +452,7 @@ def test_methods_classmethods_and_staticmethods(make_harness: MakeHarness) -> No
         ("inner_classmethod", {"x": 5}, "Agent5"),
         ("outer_staticmethod", {"x": 6}, -6),
         ("inner_staticmethod", {"x": 7}, -7),
+        ("inner_classmethod", {"x": 8}, "SubAgent8"),
     ]
     assert str(inspect.signature(agent.method)) == "(x: 'int', y: 'int' = 1) -> 'int'"
     assert str(inspect.signature(Agent.inner_classmethod)) == "(x: 'int') -> 'str'"
