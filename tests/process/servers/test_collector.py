@@ -5,6 +5,12 @@ agent on loopback, whose OTLP/gRPC exporter forwards to the embedded receiver.
 The root the app still runs at SIGTERM must arrive through the collector,
 finalized. Skipped unless the ``rotel`` package is installed, or ``ROTEL_AGENT``
 names its ``rotel-agent`` binary.
+
+The agent embeds Python: it links ``libpython3.X.so`` of the interpreter its
+wheel was built for, and the dynamic loader finds that library only where the
+system keeps its own (a pyenv or venv interpreter keeps it in its ``LIBDIR``).
+The agent is started with that directory on ``LD_LIBRARY_PATH``, so this test
+runs on every Python of the matrix.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +46,14 @@ def rotel_agent() -> Path | None:
         return None
     agent = Path(spec.origin).parent / "rotel-agent"
     return agent if agent.exists() else None
+
+
+def library_path() -> str:
+    """``LD_LIBRARY_PATH`` with this interpreter's ``libpython`` directory first."""
+    directories = [str(sysconfig.get_config_var("LIBDIR"))]
+    if os.environ.get("LD_LIBRARY_PATH"):
+        directories.append(os.environ["LD_LIBRARY_PATH"])
+    return os.pathsep.join(directories)
 
 
 @pytest.fixture
@@ -67,7 +82,11 @@ def collector(receiver: OtlpReceiver, tmp_path: Path) -> Iterator[str]:
     ]
     with log.open("wb") as output:
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LD_LIBRARY_PATH": library_path()},
         )
     try:
         deadline = time.monotonic() + 10
