@@ -10,10 +10,9 @@ import gc
 import statistics
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -43,7 +42,7 @@ class Timings:
         which a ratio of two separate minimums does not.
         """
         return statistics.median(
-            mine / base for mine, base in zip(self.samples[index], self.samples[0])
+            mine / base for mine, base in zip(self.samples[index], self.samples[0], strict=False)
         )
 
 

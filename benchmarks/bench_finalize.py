@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import Span, TracerProvider
@@ -74,7 +74,7 @@ def main() -> None:
     for _ in range(args.repeats):
         normal.append(timed(end_normally, args.spans))
         finalized.append(timed(finalize, args.spans))
-    ratio = statistics.median(f / n for f, n in zip(finalized, normal))
+    ratio = statistics.median(f / n for f, n in zip(finalized, normal, strict=False))
     print(
         f"{args.spans} open spans: ended normally + shutdown {min(normal):.2f} s,"
         f" finalized by shutdown {min(finalized):.2f} s, ratio {ratio:.2f}"

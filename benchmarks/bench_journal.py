@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider

@@ -12,7 +12,7 @@ Run: ``python -m benchmarks.bench_traced``.
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 from opentelemetry.sdk.trace import TracerProvider
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import functools
 import logging
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextvars import Token
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry import context, trace
 from opentelemetry.context import Context

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
-from typing import Any, Union
+from typing import Any
 
 from otel_lifecycle._settings.environment import (
     DEFAULT_MAX_VALUE_LENGTH,
@@ -38,7 +38,7 @@ _TRUNCATION_MARKER = "...[truncated {} chars]"
 _UNSERIALIZABLE = json.dumps("<unserializable>")
 _ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":"))
 
-_Json = Union[None, bool, int, float, str, list["_Json"], dict[str, "_Json"]]
+_Json = None | bool | int | float | str | list["_Json"] | dict[str, "_Json"]
 _Matcher = Callable[[str], bool]
 
 
@@ -138,7 +138,7 @@ def _convert_object(obj: object, state: _State, depth: int) -> _Json:
     cls = type(obj)
     duck: Any = obj
     if isinstance(obj, tuple) and hasattr(cls, "_fields"):
-        return _convert_items(zip(duck._fields, obj), len(obj), state, depth)
+        return _convert_items(zip(duck._fields, obj, strict=False), len(obj), state, depth)
     if isinstance(obj, (list, tuple, deque)):
         return _convert_sequence(obj, len(obj), state, depth, ordered=False)
     if isinstance(obj, (set, frozenset)):

@@ -11,9 +11,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import urlsplit
 
 from otel_lifecycle._cli.demo_app import SCENARIOS, SETTINGS, service_name

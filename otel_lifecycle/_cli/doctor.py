@@ -12,10 +12,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import urlsplit
 
 from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER

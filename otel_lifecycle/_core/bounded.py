@@ -67,7 +67,7 @@ class BoundedCaller:
                 self._idle.append(calls)
 
     def _worker(self) -> queue.SimpleQueue[_Call] | None:
-        """An idle thread's queue, else a new thread's; None if every thread hangs or none starts."""
+        """An idle thread's queue, else a new one's; None if every thread hangs or none starts."""
         with self._lock:
             if self._idle:
                 return self._idle.pop()

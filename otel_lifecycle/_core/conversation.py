@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import contextvars
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Callable, Optional, Protocol
+from typing import Protocol
 
 from opentelemetry.baggage import _BAGGAGE_KEY
 from opentelemetry.context import Context, get_current
@@ -33,7 +33,7 @@ from otel_lifecycle._core.span_context import TRACE_ID
 from otel_lifecycle._settings.checks import check_text
 from otel_lifecycle._settings.environment import Fallback, Settings
 
-Resolver = Callable[[Span], Optional[str]]
+Resolver = Callable[[Span], str | None]
 
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "otel_lifecycle_conversation", default=None

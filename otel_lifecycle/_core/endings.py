@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import mmap
 from dataclasses import dataclass
-from typing import Union
 
 from otel_lifecycle._core.finalize import Reason, Undo
 
@@ -64,4 +63,4 @@ class _Exported:
 
 EXPORTED = _Exported()
 
-Ending = Union[Claim, Mark, Inherited, _Exported]
+Ending = Claim | Mark | Inherited | _Exported

@@ -12,9 +12,9 @@ are exported as a :func:`stamped` copy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes

@@ -9,7 +9,7 @@ not touched and is exported when it ends.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator

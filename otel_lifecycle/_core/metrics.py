@@ -21,7 +21,6 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from typing import Optional
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -45,7 +44,7 @@ RECOVERED = "otel_lifecycle.span.recovered"
 
 SPAN_UNIT = "{span}"
 
-Key = tuple[str, Optional[str]]
+Key = tuple[str, str | None]
 """An instrument's name and the ``error.type`` of the count, if it has one."""
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _BLOCKED = frozenset({signal.SIGTERM, signal.SIGINT})
 

@@ -9,7 +9,7 @@ is open it sleeps until ``on_root_started`` wakes it.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from otel_lifecycle._core.open_spans import Root
 from otel_lifecycle._core.threads import background

@@ -28,7 +28,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import format_span_id, format_trace_id
@@ -52,9 +52,9 @@ DEFAULT_HEARTBEAT_INTERVAL = 2.0
 DEFAULT_STALE_AFTER = 60.0
 MAX_BATCH = 256
 
-ConversationOf = Callable[[Span], Optional[str]]
+ConversationOf = Callable[[Span], str | None]
 Key = tuple[int, int]
-_Item = Union[Span, Key, threading.Event]
+_Item = Span | Key | threading.Event
 
 _ABANDONED: list[sqlite3.Connection] = []
 """Connections inherited by a forked child: kept, never used nor closed (SQLite forbids it)."""

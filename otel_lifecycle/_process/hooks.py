@@ -45,8 +45,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Callable, Union
 
 from otel_lifecycle._core.active import Lifecycle, add, live
 from otel_lifecycle._core.finalize import SIGINT, SIGTERM, unhandled
@@ -56,7 +56,7 @@ from otel_lifecycle._settings.environment import DEFAULT_DRAIN_TIMEOUT
 
 _logger = logging.getLogger(__name__)
 
-Handler = Union[Callable[[int, Union[FrameType, None]], object], int, None]
+Handler = Callable[[int, FrameType | None], object] | int | None
 
 _MULTIPROCESSING_EXIT_PRIORITY = 100
 """``multiprocessing`` runs finalizers with a higher priority first."""

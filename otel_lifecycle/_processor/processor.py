@@ -18,8 +18,8 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
 from threading import get_ident
-from typing import Callable, Union
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -51,7 +51,7 @@ from otel_lifecycle._settings.processor import processor_settings
 
 _logger = logging.getLogger(__name__)
 
-Delegate = Union[SpanExporter, SpanProcessor]
+Delegate = SpanExporter | SpanProcessor
 
 
 class LifecycleSpanProcessor(SpanProcessor):

@@ -15,9 +15,9 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Literal, TypeVar, cast
+from typing import Generic, Literal, TypeVar, cast
 
 _logger = logging.getLogger(__name__)
 

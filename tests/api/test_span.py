@@ -7,7 +7,8 @@ import gc
 import json
 import logging
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from opentelemetry import trace

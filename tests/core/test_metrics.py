@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Union
 
 import pytest
 from opentelemetry import metrics
@@ -27,9 +26,9 @@ from otel_lifecycle._core.metrics import DROPPED, FINALIZED, OPEN, RECOVERED, UN
 from otel_lifecycle._journal.store import LIVE_OWNERS
 from otel_lifecycle._journal.writer import Journal
 
-Point = tuple[str, Union[str, None]]
+Point = tuple[str, str | None]
 """An instrument's name and the ``error.type`` of one of its points (None: no attribute)."""
-Reading = dict[Point, Union[int, float]]
+Reading = dict[Point, int | float]
 SetProvider = Callable[[], InMemoryMetricReader]
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, Span, TracerProvider

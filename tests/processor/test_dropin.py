@@ -6,8 +6,8 @@ import gc
 import itertools
 import threading
 import weakref
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 from opentelemetry import trace

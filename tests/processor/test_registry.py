@@ -10,8 +10,8 @@ import sys
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Iterator
-from typing import Callable, cast
+from collections.abc import Callable, Iterator
+from typing import cast
 
 import pytest
 from opentelemetry import trace
