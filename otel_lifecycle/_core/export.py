@@ -17,7 +17,9 @@ holds a full batch. The hot path takes no lock: a ``deque`` append and, once per
 batch, one byte on a socket pair (safe from a signal handler, unlike a
 ``threading.Event``, whose lock the interrupted thread may hold). A flush or a
 shutdown waits on an event of its own, so the caller's deadline always holds,
-even when the exporter hangs.
+even when the exporter hangs: the worker itself calls ``exporter.shutdown()``
+after its last export, and a caller whose budget runs out first logs the span
+ids left unexported and returns.
 
 The ``OTEL_BSP_*`` variables are read through the SDK's ``BatchSpanProcessor``
 helpers, so they mean exactly what they mean there; like the SDK,
@@ -42,8 +44,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_lifecycle._core.deadline import Deadline
-from otel_lifecycle._core.finalize import with_attribute
-from otel_lifecycle._core.semconv import DROPPED_DESCENDANTS
 from otel_lifecycle._core.span_context import SAMPLED, TRACE_FLAGS
 from otel_lifecycle._core.threads import background
 from otel_lifecycle._settings.environment import first_warning
@@ -53,6 +53,9 @@ _logger = logging.getLogger(__name__)
 
 PRIORITY_FACTOR = 32
 """The priority lane holds this many times ``OTEL_BSP_MAX_QUEUE_SIZE`` spans."""
+
+LOGGED_SPAN_IDS = 100
+"""Span ids named in the warning about spans a shutdown left unexported, at most."""
 
 
 SPEC_DEFAULTS = {
@@ -152,7 +155,8 @@ class ExportStage:
         )
         self._schedule_delay = delay_millis / 1000
         self.priority_limit = PRIORITY_FACTOR * self.max_queue_size
-        self._exporter_shut_down = False
+        self._stopped = threading.Event()
+        """Set by the worker once it exported what was queued and shut the exporter down."""
         self._start()
         reference = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _restart_in_child(reference))
@@ -165,6 +169,8 @@ class ExportStage:
         self._wake_pending = False
         self.closed = False
         self._stopping = False
+        self._exporting: Sequence[ReadableSpan] = ()
+        """The batch the worker is exporting now."""
         reader, self._writer = socket.socketpair()
         reader.setblocking(False)
         self._writer.setblocking(False)
@@ -234,27 +240,37 @@ class ExportStage:
     def shutdown(self, timeout: float) -> bool:
         """Refuse new spans, export what is queued, then shut the exporter down, within ``timeout``.
 
-        If the worker does not finish in time (a hung exporter), the exporter is
-        shut down from here and whatever is still queued is left unexported.
+        The worker does both; this call only waits for it. If it does not finish
+        in time (a hung ``export()`` or ``shutdown()``), the spans still queued or
+        in the hung export are logged by span id and left unexported.
         """
         self.closed = True
-        finished = self.flush(timeout) if not self._stopping else True
-        self._stopping = True
-        self.wake()
-        self._writer.close()
-        if not finished:
-            _logger.warning("otel_lifecycle: the exporter did not finish exporting in time")
-        self._shut_exporter_down()
-        return finished
+        if not self._stopping:
+            self._stopping = True
+            self.wake()
+            self._writer.close()
+        if self._stopped.wait(max(timeout, 0.0)):
+            return True
+        unexported = [span.context.span_id for span in self._left()]
+        _logger.warning(
+            "otel_lifecycle: the exporter did not finish in time; %d span(s) not exported: %s",
+            len(unexported),
+            " ".join(f"{span_id:016x}" for span_id in unexported[:LOGGED_SPAN_IDS])
+            + (" ..." if len(unexported) > LOGGED_SPAN_IDS else ""),
+        )
+        return False
 
-    def _shut_exporter_down(self) -> None:
-        if self._exporter_shut_down:
-            return
-        self._exporter_shut_down = True
+    def _left(self) -> list[ReadableSpan]:
+        """The spans not exported yet: in the export under way, then in the lanes."""
+        return [*self._exporting, *list(self.priority), *list(self.normal)]
+
+    def _stop(self) -> None:
+        """The worker's last act: shut the exporter down and tell ``shutdown()``."""
         try:
             self.exporter.shutdown()
         except Exception:  # a failing exporter must not break shutdown
             _logger.exception("otel_lifecycle: exporter shutdown failed")
+        self._stopped.set()
 
     def _round(self, woken: bool) -> bool:
         """One round of the worker after it wakes; False once the stage is stopping.
@@ -264,10 +280,9 @@ class ExportStage:
         answered as soon as the spans queued when it was made are exported.
         """
         self._wake_pending = False
-        if self._stopping:
-            return False
+        stopping = self._stopping
         exported = 0
-        wanted = 0 if woken else len(self.priority) + len(self.normal)
+        wanted = 0 if woken and not stopping else len(self.priority) + len(self.normal)
         pending: list[tuple[threading.Event, int]] = []
         while True:
             while self._requests:
@@ -279,7 +294,9 @@ class ExportStage:
                 request[0].set()
                 pending.remove(request)
             if not batch:
-                return True
+                if stopping:
+                    self._stop()
+                return not stopping
             self._export_batch(batch)
             exported += len(batch)
             for _ in range(len(self._room_waiters)):
@@ -296,11 +313,13 @@ class ExportStage:
 
     def _export_batch(self, batch: Sequence[ReadableSpan]) -> None:
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        self._exporting = batch
         try:
             self.exporter.export(batch)
         except Exception:  # the exporter's failure must not kill the worker
             _logger.exception("otel_lifecycle: exception while exporting spans")
         finally:
+            self._exporting = ()
             detach(token)
 
     def _restart_after_fork(self) -> None:
@@ -332,35 +351,6 @@ def _restart_in_child(reference: Callable[[], ExportStage | None]) -> None:
     stage = reference()
     if stage is not None:
         stage._restart_after_fork()
-
-
-class DroppedDescendants:
-    """How many spans of each trace the full normal lane refused, until the trace's root ends.
-
-    The root then carries the count (``otel_lifecycle.dropped_descendants``), so a
-    backend can tell a trace that lost children from one that had none. Counts
-    are kept for ``MEMORY`` traces at most, the oldest forgotten first.
-    """
-
-    MEMORY = 4096
-
-    __slots__ = ("by_trace",)
-
-    def __init__(self) -> None:
-        self.by_trace: dict[int, int] = {}
-
-    def add(self, trace_id: int) -> None:
-        """One more span of ``trace_id`` was refused."""
-        by_trace = self.by_trace
-        by_trace[trace_id] = by_trace.get(trace_id, 0) + 1
-        if len(by_trace) > self.MEMORY:
-            with contextlib.suppress(RuntimeError, StopIteration):  # changed meanwhile: next time
-                by_trace.pop(next(iter(by_trace)), None)
-
-    def reported_on(self, root: ReadableSpan, trace_id: int) -> ReadableSpan:
-        """The ending local ``root``, with its trace's count if any span of it was refused."""
-        dropped = self.by_trace.pop(trace_id, 0)
-        return with_attribute(root, DROPPED_DESCENDANTS, dropped) if dropped else root
 
 
 class FanOutExporter(SpanExporter):

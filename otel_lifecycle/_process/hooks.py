@@ -26,6 +26,11 @@ through their ``Lifecycle`` interface and installed when the first one registers
   (fork and spawn) shut down in ``multiprocessing.util.Finalize``, before
   their ``os._exit``.
 
+Once the process is ending (a SIGTERM it dies of is being handled, or the exit
+hook runs), a later SIGTERM or SIGINT does not cut that work short: the handler
+returns at once. A SIGTERM that arrived during the exit hook is raised again
+when the hook is done, so the process still dies by it.
+
 Signal work runs in the handler itself and takes no lock that the interrupted
 thread could hold: spans whose own lock it holds are skipped, or exported as a
 stamped copy when the process is about to die; the export stage is woken
@@ -74,6 +79,9 @@ class _Hooks:
         self.server_drain: float | None = None
         """The drain window the server running in this process allows, if one said."""
         self.draining = False
+        self.ending = False
+        """Dying of a signal, or in the exit hook: later signals must not interrupt that."""
+        self.sigterm_while_ending = False
 
 
 _hooks = _Hooks()
@@ -183,11 +191,15 @@ def _finalize_after(window: float) -> None:
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    if _hooks.ending:
+        _hooks.sigterm_while_ending |= signum == signal.SIGTERM
+        return
     previous = _hooks.previous_signal_handlers.get(signum, signal.SIG_DFL)
     if signum == signal.SIGTERM and callable(previous):
         _begin_drain()
         previous(signum, frame)
         return
+    _hooks.ending = signum == signal.SIGTERM
     for processor in live():
         if not processor._handles_signals:
             continue
@@ -201,8 +213,13 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     if callable(previous):
         previous(signum, frame)
     else:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        _die_of(signum)
+
+
+def _die_of(signum: int) -> None:
+    """End the process by ``signum`` as its default action would."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _excepthook(
@@ -229,8 +246,14 @@ def _record_unhandled(exception: BaseException, thread: int | None) -> None:
 
 
 def _at_exit() -> None:
-    for processor in live():
-        processor.shutdown()
+    _hooks.ending = True
+    try:
+        for processor in live():
+            processor.shutdown()
+    finally:
+        _hooks.ending = False
+    if _hooks.sigterm_while_ending:
+        _die_of(signal.SIGTERM)
 
 
 def _before_fork() -> None:
@@ -246,6 +269,8 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     _hooks.lock = threading.Lock()
     _hooks.draining = False
+    _hooks.ending = False
+    _hooks.sigterm_while_ending = False
     for processor in live():
         processor._reset_after_fork()
 

@@ -29,7 +29,8 @@ from opentelemetry.trace import SpanContext
 from otel_lifecycle._core.conversation import Resolver, for_settings
 from otel_lifecycle._core.deadline import Deadline
 from otel_lifecycle._core.delegate import DelegatePath
-from otel_lifecycle._core.export import DroppedDescendants, ExportPath, ExportStage
+from otel_lifecycle._core.dropped import DroppedDescendants
+from otel_lifecycle._core.export import ExportPath, ExportStage
 from otel_lifecycle._core.finalize import (
     FLUSH,
     SHUTDOWN,

@@ -1,0 +1,124 @@
+"""The fault-injection app: the real processor in a real process, following a plan of faults.
+
+``fault_app.py PLAN`` (``PLAN`` is JSON, see ``tests/process/faults.py``). The app
+exports OTLP (``transport``: ``grpc`` or ``http``) to ``endpoint`` through
+``LifecycleSpanProcessor(exporter, shutdown_timeout=...)``, where ``exporter``
+wraps the OTLP exporter and injects the plan's faults: export call ``n`` does
+what ``exports[n]`` says (``ok``; ``slow``: ``slow`` seconds, then exports;
+``hang``: blocks forever, as a wedged collector; ``raise``; ``failure``: returns
+FAILURE without exporting), and with ``hang_shutdown`` its ``shutdown()`` blocks
+forever too.
+
+The app starts ``ended`` roots (each with a child) and flushes them, then ends
+``queued`` more, and leaves ``open`` roots open (each with an open child). It
+prints ``started NAME SPAN_ID`` for every span, ``export N start`` as export call
+``N`` begins, and ``ready`` once everything is in place; then it ``wait``\\ s for
+signals, ``return``\\ s from main, or ``exit``\\ s with ``sys.exit(3)``
+(``finish``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel_lifecycle import LifecycleSpanProcessor
+
+PLAN: dict[str, Any] = json.loads(sys.argv[1])
+WEDGED = threading.Event()
+"""Never set: what a hanging call waits for."""
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+class FaultyExporter(SpanExporter):
+    """The OTLP exporter, with the plan's fault for each export call."""
+
+    def __init__(self, inner: SpanExporter, exports: list[str], hang_shutdown: bool) -> None:
+        self.inner = inner
+        self.exports = exports
+        self.hang_shutdown = hang_shutdown
+        self.calls = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        call = self.calls
+        self.calls += 1
+        fault = self.exports[call] if call < len(self.exports) else "ok"
+        say(f"export {call} start")
+        if fault == "hang":
+            WEDGED.wait()
+        if fault == "raise":
+            raise ConnectionError(f"export {call} failed")
+        if fault == "failure":
+            return SpanExportResult.FAILURE
+        if fault == "slow":
+            time.sleep(PLAN["slow"])  # the fault itself: a slow collector
+        return self.inner.export(spans)
+
+    def shutdown(self) -> None:
+        if self.hang_shutdown:
+            WEDGED.wait()
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+otlp: SpanExporter = (
+    GrpcExporter(endpoint=PLAN["endpoint"], insecure=True)
+    if PLAN["transport"] == "grpc"
+    else HttpExporter(endpoint=PLAN["endpoint"])
+)
+provider = TracerProvider()
+provider.add_span_processor(
+    LifecycleSpanProcessor(
+        FaultyExporter(otlp, PLAN["exports"], PLAN["hang_shutdown"]),
+        shutdown_timeout=PLAN["shutdown_timeout"],
+    )
+)
+tracer = provider.get_tracer("tests.apps.fault")
+
+
+def started(name: str, parent: trace.Span | None = None) -> trace.Span:
+    context = None if parent is None else trace.set_span_in_context(parent)
+    span = tracer.start_span(name, context=context)
+    say(f"started {name} {span.get_span_context().span_id:016x}")
+    return span
+
+
+def ended_roots(prefix: str, count: int) -> None:
+    for number in range(count):
+        root = started(f"{prefix}.{number}")
+        started(f"{prefix}.{number}.child", root).end()
+        root.end()
+
+
+def main() -> None:
+    ended_roots("ended", PLAN["ended"])
+    provider.force_flush()
+    for number in range(PLAN["open"]):
+        started(f"open.{number}.child", started(f"open.{number}"))
+    ended_roots("queued", PLAN["queued"])
+    say("ready")
+    if PLAN["finish"] == "exit":
+        sys.exit(3)
+    if PLAN["finish"] == "wait":
+        # Not signal.pause(): a signal the kernel hands to another thread would not wake it.
+        while True:
+            time.sleep(0.01)
+
+
+if __name__ == "__main__":
+    main()

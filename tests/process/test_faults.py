@@ -1,0 +1,101 @@
+"""Faults at exit, one case each: a wedged exporter, a second signal, a signal during the exit hook.
+
+Real subprocesses (``tests/apps/fault_app.py``), real signals, real OTLP to the
+embedded receiver; what arrived is checked by span id (``tests/process/faults``).
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.process.faults import GRACE, Plan, Step, run
+from tests.receiver import OtlpReceiver
+
+ALLOWED = 15.0
+"""Seconds after its last fault before a process that does not end is killed (and fails)."""
+
+UNTOUCHED = ("UNSET", None)
+SIGTERMED = ("ERROR", "SIGTERM")
+SHUT_DOWN = ("ERROR", "shutdown")
+ENDED_BEFORE = {
+    "ended.0": UNTOUCHED,
+    "ended.0.child": UNTOUCHED,
+    "ended.1": UNTOUCHED,
+    "ended.1.child": UNTOUCHED,
+}
+LEFT_IN_THE_EXPORTER = ("queued.0", "queued.0.child", "open.0", "open.0.child")
+
+WEDGED = Plan(exports=("ok", "hang"), hang_shutdown=True, ended=2)
+"""Export call 1 and ``shutdown()`` block forever, as with a collector that hangs."""
+SLOW = Plan(exports=("slow",) * 6, slow=0.6)
+"""Every export takes 0.6 s, then succeeds."""
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_a_wedged_exporter_at_sigterm_the_process_still_dies_by_sigterm_in_time(
+    receiver: OtlpReceiver, transport: str
+) -> None:
+    plan = Plan(
+        **{**WEDGED.__dict__, "transport": transport, "steps": (Step("ready", signal.SIGTERM),)}
+    )
+    outcome = run(plan, receiver, allowed=ALLOWED)
+    assert outcome.returncode == -signal.SIGTERM, outcome.stderr
+    assert outcome.elapsed <= plan.shutdown_timeout + GRACE, outcome.stderr
+    assert outcome.reasons() == ENDED_BEFORE
+    for name in LEFT_IN_THE_EXPORTER:  # not exported: each named in the log, by span id
+        assert outcome.started[name] in outcome.stderr, (name, outcome.stderr)
+
+
+def test_a_wedged_exporter_when_main_returns_the_process_exits_in_time(
+    receiver: OtlpReceiver,
+) -> None:
+    plan = Plan(**{**WEDGED.__dict__, "finish": "return"})
+    outcome = run(plan, receiver, allowed=ALLOWED)
+    assert outcome.returncode == 0, outcome.stderr
+    assert outcome.elapsed <= plan.shutdown_timeout + GRACE, outcome.stderr
+    assert outcome.reasons() == ENDED_BEFORE
+    assert "Exception ignored" not in outcome.stderr
+    for name in LEFT_IN_THE_EXPORTER:
+        assert outcome.started[name] in outcome.stderr, (name, outcome.stderr)
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_does_not_cut_short_the_work_of_the_first_sigterm(
+    receiver: OtlpReceiver, second: signal.Signals
+) -> None:
+    """systemd signals the whole unit, then the main process forwards; people press Ctrl-C."""
+    steps = (Step("ready", signal.SIGTERM), Step("export", second, delay=0.2))
+    plan = Plan(**{**SLOW.__dict__, "steps": steps})
+    outcome = run(plan, receiver, allowed=ALLOWED)
+    assert outcome.returncode == -signal.SIGTERM, outcome.stderr
+    assert outcome.reasons() == {
+        "ended.0": UNTOUCHED,
+        "ended.0.child": UNTOUCHED,
+        "queued.0": UNTOUCHED,
+        "queued.0.child": UNTOUCHED,
+        "open.0": SIGTERMED,
+        "open.0.child": SIGTERMED,
+    }
+    assert {name: span.span_id for name, span in outcome.arrived.items()} == outcome.started
+
+
+def test_sigterm_during_the_exit_hook_lets_it_finish_then_the_process_dies_by_it(
+    receiver: OtlpReceiver,
+) -> None:
+    plan = Plan(
+        **{**SLOW.__dict__, "finish": "return", "steps": (Step("export", signal.SIGTERM, 0.2),)}
+    )
+    outcome = run(plan, receiver, allowed=ALLOWED)
+    assert outcome.returncode == -signal.SIGTERM, outcome.stderr
+    assert outcome.elapsed <= plan.shutdown_timeout + GRACE, outcome.stderr
+    assert outcome.reasons() == {
+        "ended.0": UNTOUCHED,
+        "ended.0.child": UNTOUCHED,
+        "queued.0": UNTOUCHED,
+        "queued.0.child": UNTOUCHED,
+        "open.0": SHUT_DOWN,
+        "open.0.child": SHUT_DOWN,
+    }
+    assert "Exception ignored" not in outcome.stderr
