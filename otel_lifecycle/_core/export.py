@@ -21,9 +21,8 @@ even when the exporter hangs: the worker itself calls ``exporter.shutdown()``
 after its last export, and a caller whose budget runs out first logs the span
 ids left unexported and returns.
 
-The ``OTEL_BSP_*`` variables are read through the SDK's ``BatchSpanProcessor``
-helpers, so they mean exactly what they mean there; like the SDK,
-``OTEL_BSP_EXPORT_TIMEOUT`` is accepted but cannot interrupt an ``export()`` call.
+The ``OTEL_BSP_*`` variables mean exactly what they mean for the SDK's
+``BatchSpanProcessor`` (``_core.batching``).
 """
 
 from __future__ import annotations
@@ -37,16 +36,16 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_lifecycle._core.batching import batch_settings
 from otel_lifecycle._core.deadline import Deadline
 from otel_lifecycle._core.span_context import SAMPLED, TRACE_FLAGS
 from otel_lifecycle._core.threads import background
-from otel_lifecycle._settings.environment import first_warning
 
 _logger = logging.getLogger(__name__)
 
@@ -54,64 +53,11 @@ _logger = logging.getLogger(__name__)
 PRIORITY_FACTOR = 32
 """The priority lane holds this many times ``OTEL_BSP_MAX_QUEUE_SIZE`` spans."""
 
+Position = tuple[int, int]
+"""A count of spans for each lane, the priority lane first."""
+
 LOGGED_SPAN_IDS = 100
 """Span ids named in the warning about spans a shutdown left unexported, at most."""
-
-
-SPEC_DEFAULTS = {
-    "OTEL_BSP_MAX_QUEUE_SIZE": 2048,
-    "OTEL_BSP_SCHEDULE_DELAY": 5000,
-    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512,
-}
-"""The specification's defaults for the batching variables."""
-
-
-def batch_settings(
-    max_queue_size: int | None,
-    schedule_delay_millis: float | None,
-    max_export_batch_size: int | None,
-) -> tuple[int, float, int]:
-    """The batching settings: each argument, else its ``OTEL_BSP_*`` variable, else the default.
-
-    The variables are parsed by the SDK's own ``BatchSpanProcessor`` helpers (a
-    value that is not a number logs the SDK's message and gives the default). A
-    number that is not positive logs one warning per variable and gives the
-    default, and a batch larger than the queue is cut to the queue's size: a bad
-    variable must not stop the application. Bad arguments raise ``ValueError``.
-    """
-    sdk: Any = BatchSpanProcessor  # its helpers are untyped
-    queue = (
-        _positive("OTEL_BSP_MAX_QUEUE_SIZE", sdk._default_max_queue_size())
-        if max_queue_size is None
-        else max_queue_size
-    )
-    delay = (
-        _positive("OTEL_BSP_SCHEDULE_DELAY", sdk._default_schedule_delay_millis())
-        if schedule_delay_millis is None
-        else schedule_delay_millis
-    )
-    batch = (
-        min(
-            _positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", sdk._default_max_export_batch_size()), queue
-        )
-        if max_export_batch_size is None
-        else max_export_batch_size
-    )
-    sdk._validate_arguments(queue, delay, batch)
-    return int(queue), float(delay), int(batch)
-
-
-def _positive(variable: str, value: float) -> float:
-    if value > 0:
-        return value
-    if first_warning(variable):
-        _logger.warning(
-            "otel_lifecycle: invalid value %s for %s: expected a positive number; using %s",
-            value,
-            variable,
-            SPEC_DEFAULTS[variable],
-        )
-    return SPEC_DEFAULTS[variable]
 
 
 class ExportPath(Protocol):
@@ -164,7 +110,9 @@ class ExportStage:
     def _start(self) -> None:
         self.normal: deque[ReadableSpan] = deque()
         self.priority: deque[ReadableSpan] = deque()
-        self._requests: deque[tuple[threading.Event, int]] = deque()
+        self._requests: deque[tuple[threading.Event, Position]] = deque()
+        self._taken = (0, 0)
+        """How many spans the worker took from the priority and the normal lane so far."""
         self._room_waiters: deque[threading.Event] = deque()
         self._wake_pending = False
         self.closed = False
@@ -233,9 +181,19 @@ class ExportStage:
         if self._stopping:
             return False
         done = threading.Event()
-        self._requests.append((done, len(self.priority) + len(self.normal)))
+        self._requests.append((done, self._position()))
         self.wake()
         return done.wait(max(timeout, 0.0))
+
+    def _position(self) -> Position:
+        """How many spans each lane has held until now: a flush is done once all are taken.
+
+        The lengths are read before the counts taken, so a worker taking spans in
+        between can only move the position later (a longer flush), never earlier.
+        """
+        priority, normal = len(self.priority), len(self.normal)
+        taken_priority, taken_normal = self._taken
+        return taken_priority + priority, taken_normal + normal
 
     def shutdown(self, timeout: float) -> bool:
         """Refuse new spans, export what is queued, then shut the exporter down, within ``timeout``.
@@ -277,28 +235,31 @@ class ExportStage:
 
         A timed-out round exports everything queued; a woken one exports every
         full batch and whatever flush requests ask for. Each flush request is
-        answered as soon as the spans queued when it was made are exported.
+        answered as soon as every span queued in either lane when it was made is
+        exported (spans queued later in the priority lane go first, but do not
+        count for it).
         """
         self._wake_pending = False
         stopping = self._stopping
-        exported = 0
-        wanted = 0 if woken and not stopping else len(self.priority) + len(self.normal)
-        pending: list[tuple[threading.Event, int]] = []
+        wanted = self._position() if stopping or not woken else (0, 0)
+        pending: list[tuple[threading.Event, Position]] = []
         while True:
             while self._requests:
-                done, count = self._requests.popleft()
-                pending.append((done, exported + count))
-                wanted = max(wanted, exported + count)
-            batch = self._next_batch(full_only=exported >= wanted)
-            for request in [request for request in pending if request[1] <= exported or not batch]:
+                request = self._requests.popleft()
+                pending.append(request)
+                wanted = (max(wanted[0], request[1][0]), max(wanted[1], request[1][1]))
+            taken = self._taken  # every span taken so far is exported
+            batch = self._next_batch(full_only=_reached(taken, wanted))
+            for request in [request for request in pending if _reached(taken, request[1])]:
                 request[0].set()
                 pending.remove(request)
             if not batch:
+                for done, _ in pending:  # nothing is left queued
+                    done.set()
                 if stopping:
                     self._stop()
                 return not stopping
             self._export_batch(batch)
-            exported += len(batch)
             for _ in range(len(self._room_waiters)):
                 self._room_waiters.popleft().set()
 
@@ -307,9 +268,11 @@ class ExportStage:
         size, priority, normal = self._batch_size, self.priority, self.normal
         if full_only and len(priority) + len(normal) < size:
             return []
-        batch = [priority.popleft() for _ in range(min(size, len(priority)))]
-        batch += [normal.popleft() for _ in range(min(size - len(batch), len(normal)))]
-        return batch
+        from_priority = [priority.popleft() for _ in range(min(size, len(priority)))]
+        from_normal = [normal.popleft() for _ in range(min(size - len(from_priority), len(normal)))]
+        taken_priority, taken_normal = self._taken
+        self._taken = (taken_priority + len(from_priority), taken_normal + len(from_normal))
+        return from_priority + from_normal
 
     def _export_batch(self, batch: Sequence[ReadableSpan]) -> None:
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
@@ -326,6 +289,10 @@ class ExportStage:
         """In a forked child: the parent's queued spans are the parent's; start a new worker."""
         if not self.closed:
             self._start()
+
+
+def _reached(taken: Position, wanted: Position) -> bool:
+    return taken[0] >= wanted[0] and taken[1] >= wanted[1]
 
 
 def _work(reference: Callable[[], ExportStage | None], reader: socket.socket, delay: float) -> None:

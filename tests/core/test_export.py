@@ -21,8 +21,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from otel_lifecycle import LifecycleSpanProcessor
+from otel_lifecycle._core.batching import batch_settings
 from otel_lifecycle._core.deadline import Deadline
-from otel_lifecycle._core.export import ExportStage, FanOutExporter, batch_settings
+from otel_lifecycle._core.export import ExportStage, FanOutExporter
 from tests.receiver import OtlpReceiver
 
 DROPPED_DESCENDANTS = "otel_lifecycle.dropped_descendants"
@@ -342,6 +343,50 @@ def test_exporter_is_never_called_concurrently(monkeypatch: pytest.MonkeyPatch) 
     assert max(len(batch) for batch in exporter.batches) <= 32
     exported_ids = Counter(span_id(span) for span in exporter.spans() if not span.parent)
     assert [sid for sid, count in exported_ids.items() if count > 1] == []
+
+
+class RootsDuringExport(SpanExporter):
+    """Records span ids; its first ``calls`` exports each end two new roots, as traffic does."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+        self.exported: list[str] = []
+        self.tracer: trace.Tracer | None = None
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.exported += [span_id(span) for span in spans]
+        if self.calls and self.tracer is not None:
+            self.calls -= 1
+            for _ in range(2):
+                self.tracer.start_span("during.flush").end()
+        return SpanExportResult.SUCCESS
+
+
+def test_force_flush_returns_true_only_once_every_span_ended_before_it_is_exported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Roots ending during the flush go first (priority lane): they must not stand in for
+    the children queued before the call, which the flush promised."""
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
+    exporter = RootsDuringExport(calls=6)
+    processor = LifecycleSpanProcessor(exporter)
+    provider = make_provider(processor)
+    tracer = exporter.tracer = provider.get_tracer("t")
+    root = tracer.start_span("open.root")
+    children = [
+        tracer.start_span(f"child.{n}", context=trace.set_span_in_context(root)) for n in range(3)
+    ]
+    for child in children:
+        child.end()
+    earlier_root = tracer.start_span("ended.root")
+    earlier_root.end()
+    before = {span_id(span) for span in [*children, earlier_root]}
+
+    assert processor.force_flush(10_000) is True
+    assert before <= set(exporter.exported), sorted(before - set(exporter.exported))
+    root.end()
+    provider.shutdown()
 
 
 def test_max_export_batch_size_variable_bounds_batches(monkeypatch: pytest.MonkeyPatch) -> None:
