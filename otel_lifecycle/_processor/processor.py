@@ -306,7 +306,7 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._shut_down(self._exit_reason)
 
     def _shut_down(self, reason: Reason, *, in_handler: bool = False) -> None:
-        """Finalize with ``reason``, close the journal, shut the export path down; once, in time."""
+        """Finalize with ``reason``, shut the export path down, close the journal; once, in time."""
         if next(self._shutdown_calls):
             return
         deadline = self._deadline()
@@ -319,13 +319,13 @@ class LifecycleSpanProcessor(SpanProcessor):
             self._finalizer.finalize_all(reason, deadline, in_handler=in_handler, dying=in_handler)
         except Exception as error:  # noqa: BLE001
             self._internal_error("shutdown", error)
-        if self._journal is not None:
-            self._journal.close(deadline.remaining())
         if not self._path.shutdown(deadline.remaining()):
             _logger.warning(
                 "otel_lifecycle: the export path did not shut down within %ss",
                 self._shutdown_timeout,
             )
+        if self._journal is not None:  # after the export: a journal locked elsewhere gets the rest
+            self._journal.close(deadline.remaining())
 
     # The ``Lifecycle`` interface (``_core.active``): the process hooks and the metrics.
 

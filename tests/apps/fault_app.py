@@ -7,10 +7,11 @@ wraps the OTLP exporter and injects the plan's faults: export call ``n`` does
 what ``exports[n]`` says (``ok``; ``slow``: ``slow`` seconds, then exports;
 ``hang``: blocks forever, as a wedged collector; ``raise``; ``failure``: returns
 FAILURE without exporting), and with ``hang_shutdown`` its ``shutdown()`` blocks
-forever too.
+forever too. With ``journal`` (a path), the processor keeps a crash journal there.
 
-The app starts ``ended`` roots (each with a child) and flushes them, then ends
-``queued`` more, and leaves ``open`` roots open (each with an open child). It
+The app starts ``ended`` roots (each with a child), leaves ``open`` roots open
+(each with an open child), flushes (the export and the journal), then ends
+``queued`` more roots. It
 prints ``started NAME SPAN_ID`` for every span, ``export N start`` as export call
 ``N`` begins, and ``ready`` once everything is in place; then it ``wait``\\ s for
 signals, ``return``\\ s from main, or ``exit``\\ s with ``sys.exit(3)``
@@ -86,6 +87,8 @@ provider.add_span_processor(
     LifecycleSpanProcessor(
         FaultyExporter(otlp, PLAN["exports"], PLAN["hang_shutdown"]),
         shutdown_timeout=PLAN["shutdown_timeout"],
+        journal=PLAN["journal"],
+        on_flush="none",
     )
 )
 tracer = provider.get_tracer("tests.apps.fault")
@@ -107,9 +110,9 @@ def ended_roots(prefix: str, count: int) -> None:
 
 def main() -> None:
     ended_roots("ended", PLAN["ended"])
-    provider.force_flush()
     for number in range(PLAN["open"]):
         started(f"open.{number}.child", started(f"open.{number}"))
+    provider.force_flush()
     ended_roots("queued", PLAN["queued"])
     say("ready")
     if PLAN["finish"] == "exit":

@@ -9,9 +9,11 @@ arrived at the receiver, by span id, with the span ids the app started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -51,11 +53,14 @@ class Plan:
     queued: int = 1
     open: int = 1
     finish: str = "wait"
+    journal: str | None = None
+    lock_journal: bool = False
+    """Hold the journal's write lock from ``ready`` on, as a sibling process writing to it."""
     steps: tuple[Step, ...] = field(default=(), compare=False)
 
     def argument(self, endpoint: str) -> str:
         plan = asdict(self)
-        del plan["steps"]
+        del plan["steps"], plan["lock_journal"]
         return json.dumps({**plan, "endpoint": endpoint})
 
 
@@ -91,6 +96,7 @@ def run(plan: Plan, receiver: OtlpReceiver, *, allowed: float) -> Outcome:
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OTEL_BSP_SCHEDULE_DELAY": "600000"},
     )
+    stack = contextlib.ExitStack()
     lines: queue.Queue[str] = queue.Queue()
     stdout: list[str] = []
     stderr: list[str] = []
@@ -102,6 +108,10 @@ def run(plan: Plan, receiver: OtlpReceiver, *, allowed: float) -> Outcome:
         reader.start()
     try:
         _expect(lines, "ready", STARTUP)
+        if plan.lock_journal:
+            assert plan.journal is not None
+            holder = stack.enter_context(contextlib.closing(sqlite3.connect(plan.journal)))
+            holder.execute("BEGIN IMMEDIATE")
         for step in plan.steps:
             if step.after != "ready":
                 _expect(lines, step.after, STARTUP)
@@ -125,6 +135,7 @@ def run(plan: Plan, receiver: OtlpReceiver, *, allowed: float) -> Outcome:
         if process.poll() is None:
             process.kill()
             process.wait()
+        stack.close()
     for reader in readers:
         reader.join(5)
     spans = receiver.spans()

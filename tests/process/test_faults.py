@@ -7,6 +7,7 @@ embedded receiver; what arrived is checked by span id (``tests/process/faults``)
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,29 @@ def test_sigterm_during_the_exit_hook_lets_it_finish_then_the_process_dies_by_it
         "open.0.child": SHUT_DOWN,
     }
     assert "Exception ignored" not in outcome.stderr
+
+
+@pytest.mark.parametrize("finish", ["return", "signal"])
+def test_a_journal_locked_by_another_process_does_not_keep_finalized_spans_from_the_exporter(
+    receiver: OtlpReceiver, tmp_path: Path, finish: str
+) -> None:
+    """A sibling worker or ``otel-lifecycle recover`` holds the journal's write lock."""
+    steps = (Step("ready", signal.SIGTERM),) if finish == "signal" else ()
+    plan = Plan(
+        finish="wait" if steps else "return",
+        journal=str(tmp_path / "journal.sqlite"),
+        lock_journal=True,
+        steps=steps,
+    )
+    outcome = run(plan, receiver, allowed=ALLOWED)
+    assert outcome.returncode == (-signal.SIGTERM if steps else 0), outcome.stderr
+    assert outcome.elapsed <= plan.shutdown_timeout + GRACE, outcome.stderr
+    ending = SIGTERMED if steps else SHUT_DOWN
+    assert outcome.reasons() == {
+        "ended.0": UNTOUCHED,
+        "ended.0.child": UNTOUCHED,
+        "queued.0": UNTOUCHED,
+        "queued.0.child": UNTOUCHED,
+        "open.0": ending,
+        "open.0.child": ending,
+    }
