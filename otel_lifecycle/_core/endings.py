@@ -11,16 +11,15 @@ only while it is not empty, so ordinary spans pay one truth test:
   was open. If the application ends it without a status, it gets this reason;
   if a finalizer ends it, the finalizer uses this reason.
 - :class:`Inherited`: in a forked child, a span the parent started. The child
-  exports it if it ends it here, and ticks a byte in memory shared with the
-  parent, which then no longer finalizes it: a span belongs to the process that
-  ends it.
+  exports it if it ends it here, and writes the span's id into its slot of
+  memory shared with the parent (``_core.forks``), which then no longer
+  finalizes it: a span belongs to the process that ends it.
 - :data:`EXPORTED`: a dying process already exported a copy of the span (its
   lock was held by the interrupted thread); a later ``end()`` exports nothing.
 """
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass
 
 from otel_lifecycle._core.finalize import Reason, Undo
@@ -44,16 +43,25 @@ class Mark:
     reason: Reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Inherited:
-    """In a forked child: the parent's span at ``index`` of the shared ``region``."""
+    """In a forked child: the parent's span ``span_id``, its slot at ``owner`` of shared ``words``.
 
-    region: mmap.mmap
-    index: int
+    ``words[owner]`` is the slot's owner, ``words[owner + 1]`` its tick. The
+    parent gives the slot to another span once this one is no longer open there:
+    the owner word tells a late ending to write nothing, and the id written, not
+    a flag, tells the parent whose ending a tick is.
+    """
+
+    words: memoryview
+    owner: int
+    span_id: int
 
     def ended_here(self) -> None:
-        """Tell the parent this process ended the span."""
-        self.region[self.index] = 1
+        """Tell the parent this process ended the span, if the slot is still the span's."""
+        words = self.words
+        if words[self.owner] == self.span_id:
+            words[self.owner + 1] = self.span_id
 
 
 @dataclass(frozen=True)
