@@ -4,7 +4,8 @@ The ``opentelemetry_post_instrument`` entry point ``otel_lifecycle`` ->
 :func:`post_instrument` runs after whichever configurator ``opentelemetry-instrument``
 loaded (the distro's, a vendor's): when the global SDK provider has no lifecycle
 processor yet, :func:`attach` puts one in charge of the processors that
-configurator registered. The package declares no configurator of its own: one
+configurator registered (taking over a live provider's batch processors is
+``_setup.handover``'s job). The package declares no configurator of its own: one
 would compete with the distro's for the first place, and make
 ``opentelemetry-instrument`` log a line about the loser on every start.
 :class:`LifecycleConfigurator` is for distributions that want the processor built
@@ -19,11 +20,11 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
-from otel_lifecycle._core.export import FanOutExporter
 from otel_lifecycle._processor.processor import LifecycleSpanProcessor
 from otel_lifecycle._settings.environment import load_settings
+from otel_lifecycle._setup.handover import install, take_over
 
 _logger = logging.getLogger(__name__)
 
@@ -50,8 +51,10 @@ def attach(provider: TracerProvider, **overrides: Any) -> LifecycleSpanProcessor
     anything that exports shuts down, whoever calls ``provider.shutdown()``.
     When every registered processor is the SDK's ``BatchSpanProcessor`` (what the
     configurators build), their exporters move to the processor's own export
-    stage (the overload guarantees hold) and the batch processors are retired;
-    otherwise the registered processors become its delegate, in their order.
+    stage (the overload guarantees hold) and the batch processors hand over
+    whatever reaches them, without refusing or repeating a span while the
+    application runs (see ``_setup.handover``); otherwise the registered
+    processors become its delegate, in their order.
     Returns the processor, or None when the package is disabled or the provider
     already has one.
     """
@@ -62,40 +65,15 @@ def attach(provider: TracerProvider, **overrides: Any) -> LifecycleSpanProcessor
         processor = LifecycleSpanProcessor(SpanProcessor(), **overrides)
         provider.add_span_processor(processor)
         return processor
-    processor = LifecycleSpanProcessor(_delegate_for(_registered(provider)), **overrides)
-    with active._lock:
-        active._span_processors = (processor,)
+    taken_over = take_over(active, overrides)
+    if taken_over is not None:
+        return taken_over
+    chain = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
+    for registered in _registered(provider):
+        chain.add_span_processor(registered)
+    processor = LifecycleSpanProcessor(chain, **overrides)
+    install(active, processor)
     return processor
-
-
-def _delegate_for(registered: tuple[SpanProcessor, ...]) -> SpanExporter | SpanProcessor:
-    """The registered processors' exporters if all are batch processors, else the processors."""
-    if registered and all(type(p) is BatchSpanProcessor for p in registered):
-        exporters = [_retire(p) for p in registered]  # type: ignore[arg-type]
-        return exporters[0] if len(exporters) == 1 else FanOutExporter(exporters)
-    delegate = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
-    for p in registered:
-        delegate.add_span_processor(p)
-    return delegate
-
-
-RETIRE_TIMEOUT = 5.0
-"""Seconds to wait for a retired batch processor to export what it had queued."""
-
-
-def _retire(processor: BatchSpanProcessor) -> SpanExporter:
-    """Stop a batch processor's worker without shutting its exporter down; return the exporter.
-
-    Its worker exports what it has queued and exits, before the export stage
-    takes the exporter over (never two callers of ``export()`` at once). Relies on
-    the SDK's private ``BatchProcessor`` (pinned by a test).
-    """
-    batch: Any = processor._batch_processor
-    batch._shutdown = True
-    batch._worker_awaken.set()
-    batch._worker_thread.join(RETIRE_TIMEOUT)
-    exporter: SpanExporter = processor.span_exporter
-    return exporter
 
 
 def _lifecycle_export_processor(exporter: SpanExporter) -> SpanProcessor:

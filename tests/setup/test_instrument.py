@@ -5,28 +5,42 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import TracebackType
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import (
     ConcurrentMultiSpanProcessor,
+    ReadableSpan,
     SpanProcessor,
     SynchronousMultiSpanProcessor,
     TracerProvider,
 )
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext, TraceFlags
 
+import otel_lifecycle
 from otel_lifecycle import LifecycleConfigurator, LifecycleSpanProcessor
 from otel_lifecycle._core.export import FanOutExporter
+from otel_lifecycle._setup.handover import SharedExporter
 from otel_lifecycle._setup.instrument import attach, lifecycle_processors, post_instrument
 from tests._paths import APPS
 from tests.receiver import OtlpReceiver, ReceivedSpan
 
 APP = APPS / "open_root.py"
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
+LIMIT = 10.0
+"""Seconds a test waits for another thread before it fails (never reached when it passes)."""
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +124,7 @@ def test_attach_adds_one_processor_whose_spans_reach_existing_exporters() -> Non
 
 
 def test_attach_moves_batch_processors_exporters_to_its_export_stage() -> None:
-    """Batch processors are retired after exporting their queue; their exporters get every span."""
+    """The batch processors' exporters, shared with them, get every span once through the stage."""
     first, second = InMemorySpanExporter(), InMemorySpanExporter()
     batches = [BatchSpanProcessor(first), BatchSpanProcessor(second)]
     provider = TracerProvider(shutdown_on_exit=False)
@@ -121,17 +135,159 @@ def test_attach_moves_batch_processors_exporters_to_its_export_stage() -> None:
     processor = attach(provider)
     assert isinstance(processor, LifecycleSpanProcessor)
     assert isinstance(processor.delegate, FanOutExporter)
-    assert processor.delegate.exporters == (first, second)
-    assert not any(batch._batch_processor._worker_thread.is_alive() for batch in batches)
+    shared = processor.delegate.exporters
+    assert all(isinstance(exporter, SharedExporter) for exporter in shared)
+    assert [exporter.exporter for exporter in shared if isinstance(exporter, SharedExporter)] == [
+        first,
+        second,
+    ]
     root = tracer.start_span("root")
     tracer.start_span("child", context=trace.set_span_in_context(root)).end()
     provider.shutdown()
+    for batch in batches:  # their workers are let go once the exporters have shut down
+        batch._batch_processor._worker_thread.join(LIMIT)
+        assert not batch._batch_processor._worker_thread.is_alive()
     for exporter in (first, second):
         spans = {span.name: span for span in exporter.get_finished_spans()}
         assert sorted(spans) == ["before", "child", "root"]
         assert len(exporter.get_finished_spans()) == 3
         assert spans["root"].attributes is not None
         assert spans["root"].attributes["error.type"] == "shutdown"
+
+
+class SlowExporter(SpanExporter):
+    """Records the ids it exports and how many ``export()`` calls ever ran at once.
+
+    Each call waits until ``release`` is set, then takes ``EXPORT_TIME`` more, as an
+    exporter talking to a slow collector does.
+    """
+
+    EXPORT_TIME = 0.002
+
+    def __init__(self) -> None:
+        self.span_ids: list[int] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.most_at_once = 0
+        self._inside = 0
+        self._lock = threading.Lock()
+        self._never = threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        with self._lock:
+            self._inside += 1
+            self.most_at_once = max(self.most_at_once, self._inside)
+        self.entered.set()
+        self.release.wait(LIMIT)
+        self._never.wait(self.EXPORT_TIME)
+        with self._lock:
+            self.span_ids.extend(span.context.span_id for span in spans if span.context)
+            self._inside -= 1
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+
+class Traffic:
+    """A thread ending a span about every ``PAUSE`` seconds, recording each id it ended."""
+
+    PAUSE = 0.002
+
+    def __init__(self, provider: TracerProvider) -> None:
+        self.ended: list[int] = []
+        self._tracer = provider.get_tracer("tests.traffic")
+        self._stop = threading.Event()
+        self._progress = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="traffic")
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            span = self._tracer.start_span("traffic")
+            span.end()
+            with self._progress:
+                self.ended.append(span.get_span_context().span_id)
+                self._progress.notify_all()
+            self._stop.wait(self.PAUSE)
+
+    def wait_for_more(self, count: int) -> None:
+        """Return once ``count`` more spans have ended than now."""
+        with self._progress:
+            target = len(self.ended) + count
+            assert self._progress.wait_for(lambda: len(self.ended) >= target, LIMIT)
+
+
+def configure_global(provider: TracerProvider) -> None:
+    """``configure()`` finding ``provider`` already set as the global provider."""
+    trace.set_tracer_provider(provider)
+    assert otel_lifecycle.configure() is provider
+
+
+@pytest.mark.usefixtures("global_provider")
+@pytest.mark.parametrize(
+    "take_over",
+    [pytest.param(attach, id="attach"), pytest.param(configure_global, id="configure")],
+)
+def test_taking_over_a_provider_serving_traffic_loses_no_span(
+    monkeypatch: pytest.MonkeyPatch, take_over: Callable[[TracerProvider], object]
+) -> None:
+    """Spans end every 2 ms while the batch processor's worker is inside a slow export.
+
+    Every span ended, before, during or after the handover, is exported once, and the
+    batch processor's worker and the new export stage (which exports every millisecond
+    too, so an overlap would show) never export at the same time.
+    """
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "1")
+    exporter = SlowExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1))
+    with Traffic(provider) as traffic:
+        assert exporter.entered.wait(LIMIT)  # the worker holds spans in a slow export
+        taking_over = threading.Thread(target=take_over, args=(provider,), name="take-over")
+        taking_over.start()
+        traffic.wait_for_more(25)  # spans end during the handover, that export in flight
+        exporter.release.set()
+        taking_over.join()
+        traffic.wait_for_more(25)  # and after it
+    assert len(lifecycle_processors(provider)) == 1
+    provider.shutdown()
+    ended = set(traffic.ended)
+    lost = ended - set(exporter.span_ids)
+    exported_twice = [i for i, count in Counter(exporter.span_ids).items() if count > 1]
+    assert (len(lost), len(exported_twice), exporter.most_at_once) == (0, 0, 1), (
+        f"{len(lost)} of {len(ended)} spans lost, {len(exported_twice)} exported twice, "
+        f"up to {exporter.most_at_once} export() calls at once"
+    )
+    assert sorted(exporter.span_ids) == sorted(traffic.ended)
+
+
+def test_a_span_reaching_a_batch_processor_after_the_handover_is_exported_once() -> None:
+    """A thread that read the provider's processors just before the handover ends its span
+    through the batch processor just after it: exported once, before the exporter shuts down."""
+    exporter = InMemorySpanExporter()
+    batch = BatchSpanProcessor(exporter)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(batch)
+    assert isinstance(attach(provider), LifecycleSpanProcessor)
+    context = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    batch.on_end(ReadableSpan("straggler", context=context))
+    provider.shutdown()
+    assert [(span.name, span.context) for span in exporter.get_finished_spans()] == [
+        ("straggler", context)
+    ]
 
 
 def test_attach_keeps_other_processors_as_its_delegate() -> None:
