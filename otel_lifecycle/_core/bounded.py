@@ -5,7 +5,9 @@ or to a new one while fewer than ``MAX_THREADS`` exist; the caller waits at most
 its budget. A call that hangs keeps its thread, so only hung calls ever add
 threads, and once ``MAX_THREADS`` are hung a new call fails at once instead of
 starting another. A thread holds nothing between calls, and a forked child
-starts with none.
+starts with none. No lock is taken: a signal handler may make a bounded call
+whatever the thread it interrupted was doing (a thread whose start failed still
+counts towards ``MAX_THREADS``).
 
 Python 3.12 and later refuse to start a thread once the interpreter is
 finalizing, which is when ``atexit`` hooks run. A user that will need a bounded
@@ -16,6 +18,8 @@ hangs.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
 import queue
@@ -37,8 +41,8 @@ class BoundedCaller:
 
     def __init__(self) -> None:
         self._idle: list[queue.SimpleQueue[_Call]] = []
-        self._threads = 0
-        self._lock = threading.Lock()
+        self._started = itertools.count()
+        """Numbers the threads started (or tried): taken without a lock, like ``_idle``."""
 
     def call_within(self, function: Callable[[], object], timeout: float) -> bool:
         """Run ``function`` on a thread of the pool and wait at most ``timeout`` seconds for it.
@@ -63,23 +67,18 @@ class BoundedCaller:
         """Have a thread wait idle (unless every thread hangs), so a later call starts none."""
         calls = self._worker()
         if calls is not None:
-            with self._lock:
-                self._idle.append(calls)
+            self._idle.append(calls)
 
     def _worker(self) -> queue.SimpleQueue[_Call] | None:
         """An idle thread's queue, else a new one's; None if every thread hangs or none starts."""
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-            if self._threads >= MAX_THREADS:
-                return None
-            self._threads += 1
+        with contextlib.suppress(IndexError):
+            return self._idle.pop()
+        if next(self._started) >= MAX_THREADS:
+            return None
         calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         try:
             background(self._serve, "bounded", calls).start()
         except RuntimeError:  # "can't create new thread at interpreter shutdown" (3.12+)
-            with self._lock:
-                self._threads -= 1
             return None
         return calls
 
@@ -91,16 +90,14 @@ class BoundedCaller:
             except Exception:  # a delegate's failure is the caller's False, not a dead thread
                 _logger.exception("otel_lifecycle: a bounded call failed")
                 outcome.append(False)
-            with self._lock:
-                self._idle.append(calls)  # idle before the caller learns the call is done
+            self._idle.append(calls)  # idle before the caller learns the call is done
             done.set()
             del function, outcome, done  # nothing held between calls: what ran can be collected
 
     def _reset_in_child(self) -> None:
         """After fork: the threads did not survive it."""
         self._idle = []
-        self._threads = 0
-        self._lock = threading.Lock()
+        self._started = itertools.count()
 
 
 CALLER = BoundedCaller()

@@ -6,12 +6,19 @@ in the caller's thread with the remaining budget, as the SDK's provider would
 call it; shutting down is a bounded call, so a delegate that hangs cannot hold
 the process past its budget. The thread for that call is reserved when the path
 is made (and again in a forked child): at interpreter exit none can be started.
+
+In a signal handler the delegate's code is never called in the handler's
+thread: it may take a lock the interrupted code holds (a ``BatchSpanProcessor``
+takes its export lock in ``force_flush`` and sets an event in ``on_end``). From
+``enter_handler()`` on, spans wait in a deque, and the flush or the shutdown
+that ends the handler's work hands them over on a bounded thread.
 """
 
 from __future__ import annotations
 
 import os
 import weakref
+from collections import deque
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
@@ -26,16 +33,37 @@ class DelegatePath:
 
     def __init__(self, processor: SpanProcessor) -> None:
         self.processor = processor
+        self._deferring = False
+        self._deferred: deque[ReadableSpan] = deque()
         bounded.reserve()
         reference = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _reserve_in_child(reference))
 
     def emit(self, span: ReadableSpan) -> bool:
-        """Hand ``span`` to the processor."""
+        """Hand ``span`` to the processor (in a signal handler: keep it for a bounded thread)."""
+        if self._deferring:
+            self._deferred.append(span)
+            return True
+        if self._deferred:
+            self._hand_over()
         self.processor.on_end(span)
         return True
 
     emit_priority = emit
+
+    def enter_handler(self) -> None:
+        """A signal handler starts its work: keep spans until its flush or shutdown."""
+        self._deferring = True
+
+    def _hand_over(self) -> None:
+        """Give the processor the spans kept during a signal handler's work."""
+        deferred = self._deferred
+        while True:
+            try:
+                span = deferred.popleft()
+            except IndexError:
+                return
+            self.processor.on_end(span)
 
     def wait_for_room(self, deadline: Deadline) -> bool:
         """The processor has its own queue: there is always room here."""
@@ -46,14 +74,30 @@ class DelegatePath:
         return False
 
     def flush(self, timeout: float) -> bool:
-        """The processor's ``force_flush`` with ``timeout``; False when no budget is left."""
+        """The processor's ``force_flush`` with ``timeout``; False when no budget is left.
+
+        In the caller's thread, but after a signal handler's work on a bounded one.
+        """
         if timeout <= 0:
             return False
-        return self.processor.force_flush(int(timeout * 1000)) is not False
+        millis = int(timeout * 1000)
+        if self._deferring:
+            self._deferring = False
+            return bounded.call_within(lambda: self._flush(millis), timeout)
+        return self._flush(millis)
+
+    def _flush(self, millis: int) -> bool:
+        self._hand_over()
+        return self.processor.force_flush(millis) is not False
 
     def shutdown(self, timeout: float) -> bool:
         """The processor's ``shutdown``, waited for at most ``timeout`` seconds."""
-        return bounded.call_within(self.processor.shutdown, timeout)
+        self._deferring = False
+        return bounded.call_within(self._shut_down, timeout)
+
+    def _shut_down(self) -> None:
+        self._hand_over()
+        self.processor.shutdown()
 
 
 def _reserve_in_child(reference: weakref.ref[DelegatePath]) -> None:

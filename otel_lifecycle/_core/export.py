@@ -27,10 +27,8 @@ The ``OTEL_BSP_*`` variables mean exactly what they mean for the SDK's
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import select
 import socket
 import threading
 import weakref
@@ -45,7 +43,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otel_lifecycle._core.batching import batch_settings
 from otel_lifecycle._core.deadline import Deadline
 from otel_lifecycle._core.span_context import SAMPLED, TRACE_FLAGS
-from otel_lifecycle._core.threads import background
+from otel_lifecycle._core.threads import background, wait_woken, wake, wakeup_pair
 
 _logger = logging.getLogger(__name__)
 
@@ -77,6 +75,10 @@ class ExportPath(Protocol):
     def queued(self, span_id: int) -> bool:
         """Whether a span with ``span_id`` waits to be exported."""
 
+    def enter_handler(self) -> None:
+        """A signal handler starts its work: call nothing that may wait for a lock until
+        the next ``flush`` or ``shutdown``."""
+
     def flush(self, timeout: float) -> bool:
         """Export what is queued; False if not within ``timeout``."""
 
@@ -101,8 +103,9 @@ class ExportStage:
         )
         self._schedule_delay = delay_millis / 1000
         self.priority_limit = PRIORITY_FACTOR * self.max_queue_size
-        self._stopped = threading.Event()
-        """Set by the worker once it exported what was queued and shut the exporter down."""
+        self._stopped = False
+        """Whether the worker exported what was queued and shut the exporter down."""
+        self._stop_waiters: deque[threading.Event] = deque()
         self._start()
         reference = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _restart_in_child(reference))
@@ -119,9 +122,7 @@ class ExportStage:
         self._stopping = False
         self._exporting: Sequence[ReadableSpan] = ()
         """The batch the worker is exporting now."""
-        reader, self._writer = socket.socketpair()
-        reader.setblocking(False)
-        self._writer.setblocking(False)
+        reader, self._writer = wakeup_pair()
         self._worker = background(_work, "export", weakref.ref(self), reader, self._schedule_delay)
         self._worker.start()
 
@@ -170,11 +171,13 @@ class ExportStage:
             for queued in list(lane)
         )
 
+    def enter_handler(self) -> None:
+        """Nothing to do: the stage takes no lock a signal handler could wait for."""
+
     def wake(self) -> None:
         """Wake the worker: one byte on the socket pair, no lock (signal-handler safe)."""
         self._wake_pending = True
-        with contextlib.suppress(BlockingIOError, OSError):
-            self._writer.send(b"\0")  # fails only when wake-ups fill the buffer, or once stopped
+        wake(self._writer)
 
     def flush(self, timeout: float) -> bool:
         """Export everything queued now; False if that did not finish within ``timeout``."""
@@ -203,11 +206,15 @@ class ExportStage:
         in the hung export are logged by span id and left unexported.
         """
         self.closed = True
+        done = threading.Event()  # of its own: a shared one's lock may be held where a signal hit
+        self._stop_waiters.append(done)
+        if self._stopped:
+            return True
         if not self._stopping:
             self._stopping = True
             self.wake()
             self._writer.close()
-        if self._stopped.wait(max(timeout, 0.0)):
+        if done.wait(max(timeout, 0.0)):
             return True
         unexported = [span.context.span_id for span in self._left()]
         _logger.warning(
@@ -228,7 +235,9 @@ class ExportStage:
             self.exporter.shutdown()
         except Exception:  # a failing exporter must not break shutdown
             _logger.exception("otel_lifecycle: exporter shutdown failed")
-        self._stopped.set()
+        self._stopped = True
+        while self._stop_waiters:
+            self._stop_waiters.popleft().set()
 
     def _round(self, woken: bool) -> bool:
         """One round of the worker after it wakes; False once the stage is stopping.
@@ -301,11 +310,7 @@ def _work(reference: Callable[[], ExportStage | None], reader: socket.socket, de
     """
     try:
         while True:
-            woken = bool(select.select([reader], [], [], delay)[0])
-            if woken:
-                with contextlib.suppress(BlockingIOError, OSError):
-                    while reader.recv(4096):
-                        pass
+            woken = wait_woken(reader, delay)
             stage = reference()
             if stage is None or not stage._round(woken):
                 return

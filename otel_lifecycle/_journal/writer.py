@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import format_span_id, format_trace_id
 
 from otel_lifecycle._core.summary import report_recovered
-from otel_lifecycle._core.threads import background
+from otel_lifecycle._core.threads import background, wait_woken, wake, wakeup_pair
 from otel_lifecycle._journal.record import encode_root, recovered_span
 from otel_lifecycle._journal.store import (
     LIVE_OWNERS,
@@ -92,7 +92,9 @@ class Journal:
         self._pending: deque[_Item] = deque()
         self._accepting = True
         self._stopped = False
-        self._wake = threading.Event()
+        self._recovering = True
+        self._recovery_waiters: deque[threading.Event] = deque()
+        self._wake_reader, self._wake_writer = wakeup_pair()
         self._added: dict[Key, Span] = {}
         self._removed: set[Key] = set()
         self._flushes: list[threading.Event] = []
@@ -123,19 +125,42 @@ class Journal:
             return False
         done = threading.Event()
         self._pending.append(done)
-        self._wake.set()
+        wake(self._wake_writer)
         return done.wait(max(timeout, 0.0)) and self._accepting
+
+    def finish_recovery(self, timeout: float) -> bool:
+        """Wait until the crashed roots found at start were handed over; False on timeout.
+
+        A process that shuts down right after it started waits for them, so they
+        leave with its own spans instead of after its export path closed.
+        """
+        done = threading.Event()  # of its own: none the thread a signal interrupted may hold
+        self._recovery_waiters.append(done)
+        if not self._recovering or not self._thread.is_alive():
+            return True
+        return done.wait(max(timeout, 0.0))
+
+    def _recovery_over(self) -> None:
+        self._recovering = False
+        while self._recovery_waiters:
+            self._recovery_waiters.popleft().set()
 
     def close(self, timeout: float) -> bool:
         """Stop the writer and remove this process's owner row and roots, within ``timeout``."""
         self._closed = True
         self._stopped = True
-        self._wake.set()
+        wake(self._wake_writer)
         if self._thread.is_alive():
             self._thread.join(max(timeout, 0.0))
         return not self._thread.is_alive()
 
     def _run(self) -> None:
+        try:
+            self._journal()
+        finally:
+            self._recovery_over()
+
+    def _journal(self) -> None:
         try:
             connection = self._connection = open_journal(self.path)
         except (sqlite3.Error, OSError) as error:
@@ -144,13 +169,13 @@ class Journal:
         try:
             heartbeat(connection, self.owner, self._clock())
             self._recover(connection)
+            self._recovery_over()
             while True:
                 stopping = self._stopped
                 self._write(connection)
                 if stopping:
                     break
-                self._wake.wait(self._interval)
-                self._wake.clear()
+                wait_woken(self._wake_reader, self._interval)
             retire(connection, self.owner)
         except sqlite3.Error as error:
             self._disable(f"the crash journal {self.path} failed: {error}")
@@ -250,6 +275,8 @@ class Journal:
     def _after_fork_in_child(self) -> None:
         if self._connection is not None:
             _ABANDONED.append(self._connection)
+        self._wake_reader.close()  # the parent's wake-up pair: the child makes its own
+        self._wake_writer.close()
         self._reset()
         self.start()
 

@@ -26,10 +26,11 @@ through their ``Lifecycle`` interface and installed when the first one registers
   (fork and spawn) shut down in ``multiprocessing.util.Finalize``, before
   their ``os._exit``.
 
-Once the process is ending (a SIGTERM it dies of is being handled, or the exit
-hook runs), a later SIGTERM or SIGINT does not cut that work short: the handler
-returns at once. A SIGTERM that arrived during the exit hook is raised again
-when the hook is done, so the process still dies by it.
+Once the process is ending (a SIGTERM it dies of is being handled, or a
+processor shuts down: the exit hook, the provider's own ``atexit``, the
+application), a later SIGTERM or SIGINT does not cut that work short: the
+handler returns at once. A SIGTERM that arrived during a shutdown is raised
+again when it is done, so the process still dies by it.
 
 Signal work runs in the handler itself and takes no lock that the interrupted
 thread could hold: spans whose own lock it holds are skipped, or exported as a
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import _thread
 import atexit
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.util
@@ -50,7 +52,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 
 from otel_lifecycle._core.active import Lifecycle, add, live
@@ -79,8 +81,8 @@ class _Hooks:
         self.server_drain: float | None = None
         """The drain window the server running in this process allows, if one said."""
         self.draining = False
-        self.ending = False
-        """Dying of a signal, or in the exit hook: later signals must not interrupt that."""
+        self.ending = 0
+        """Shutdowns under way (or 1 while dying of a signal): later signals must not cut them."""
         self.sigterm_while_ending = False
 
 
@@ -199,7 +201,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         _begin_drain()
         previous(signum, frame)
         return
-    _hooks.ending = signum == signal.SIGTERM
+    _hooks.ending = int(signum == signal.SIGTERM)
     for processor in live():
         if not processor._handles_signals:
             continue
@@ -245,15 +247,25 @@ def _record_unhandled(exception: BaseException, thread: int | None) -> None:
         processor._record_unhandled(reason, exception, thread)
 
 
-def _at_exit() -> None:
-    _hooks.ending = True
+@contextlib.contextmanager
+def ending() -> Iterator[None]:
+    """A shutdown runs: a SIGTERM or SIGINT meanwhile waits until the last one is done.
+
+    A SIGTERM that came meanwhile is then raised again, so the process dies by it.
+    """
+    _hooks.ending += 1
     try:
+        yield
+    finally:
+        _hooks.ending -= 1
+    if not _hooks.ending and _hooks.sigterm_while_ending:
+        _die_of(signal.SIGTERM)
+
+
+def _at_exit() -> None:
+    with ending():
         for processor in live():
             processor.shutdown()
-    finally:
-        _hooks.ending = False
-    if _hooks.sigterm_while_ending:
-        _die_of(signal.SIGTERM)
 
 
 def _before_fork() -> None:
@@ -269,7 +281,7 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     _hooks.lock = threading.Lock()
     _hooks.draining = False
-    _hooks.ending = False
+    _hooks.ending = 0
     _hooks.sigterm_while_ending = False
     for processor in live():
         processor._reset_after_fork()

@@ -85,6 +85,8 @@ class Finalizer:
         a span whose lock is held (by that thread) is skipped, or, if the process
         is ``dying``, exported now as a stamped copy.
         """
+        if in_handler:
+            self._path.enter_handler()
         self.forks.reclaim(self.open)
         spans = finalization_order(self.open.spans)
         return self._finalize(spans, reason, deadline, in_handler, dying)
@@ -156,6 +158,7 @@ class Finalizer:
 
     def deliver_interrupted_endings(self) -> None:
         """Dying: export spans whose ``end()`` the signal interrupted before they were queued."""
+        self._path.enter_handler()
         for span_id, span in self.open.spans.copy().items():
             if span.is_recording() or self._path.queued(span_id):
                 continue

@@ -30,6 +30,7 @@ from otel_lifecycle._core.conversation import Resolver, for_settings
 from otel_lifecycle._core.deadline import Deadline
 from otel_lifecycle._core.delegate import DelegatePath
 from otel_lifecycle._core.dropped import DroppedDescendants
+from otel_lifecycle._core.errors import InternalErrors
 from otel_lifecycle._core.export import ExportPath, ExportStage
 from otel_lifecycle._core.finalize import (
     FLUSH,
@@ -45,7 +46,7 @@ from otel_lifecycle._core.span_context import IS_REMOTE, SPAN_ID, TRACE_ID
 from otel_lifecycle._core.stats import Counters, LifecycleStats
 from otel_lifecycle._core.watchdog import RootWatchdog
 from otel_lifecycle._journal.writer import Journal
-from otel_lifecycle._process.hooks import register
+from otel_lifecycle._process.hooks import ending, register
 from otel_lifecycle._processor.finalizing import Finalizer
 from otel_lifecycle._settings.environment import Fallback, OnFlush
 from otel_lifecycle._settings.processor import processor_settings
@@ -116,7 +117,6 @@ class LifecycleSpanProcessor(SpanProcessor):
         """The drain window after SIGTERM, if set; else the server's, else the default."""
         self._exit_reason = SHUTDOWN
         """The reason spans still open at shutdown get: ``SIGTERM`` once one arrived."""
-        self._strict = settings.strict
         self._clock = clock or time.monotonic
         self._delegate = delegate
         self._processor: SpanProcessor | None = None
@@ -136,6 +136,7 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._markers = Markers()
         self._refused = DroppedDescendants()
         self._counters = Counters()
+        self._internal_error = InternalErrors(self._counters, strict=settings.strict)
         self._finalizer = Finalizer(
             self._open,
             conversations=self._conversations,
@@ -146,7 +147,6 @@ class LifecycleSpanProcessor(SpanProcessor):
         )
         self._endings = self._finalizer.endings
         """Spans with a pending ending, read on the hot path (the same dict for life)."""
-        self._logged_errors: set[str] = set()
         self._shutdown_calls = itertools.count()
         self._accepting = True
         self._watchdog: RootWatchdog | None = None
@@ -303,7 +303,8 @@ class LifecycleSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         """Finalize every open span, then flush and shut down the export path. Idempotent."""
-        self._shut_down(self._exit_reason)
+        with ending():  # a signal meanwhile waits for it
+            self._shut_down(self._exit_reason)
 
     def _shut_down(self, reason: Reason, *, in_handler: bool = False) -> None:
         """Finalize with ``reason``, shut the export path down, close the journal; once, in time."""
@@ -319,6 +320,8 @@ class LifecycleSpanProcessor(SpanProcessor):
             self._finalizer.finalize_all(reason, deadline, in_handler=in_handler, dying=in_handler)
         except Exception as error:  # noqa: BLE001
             self._internal_error("shutdown", error)
+        if self._journal is not None:  # crashed roots it is recovering leave with ours
+            self._journal.finish_recovery(deadline.remaining())
         if not self._path.shutdown(deadline.remaining()):
             _logger.warning(
                 "otel_lifecycle: the export path did not shut down within %ss",
@@ -386,13 +389,3 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._finalizer.forks.reclaim(self._open)
         open_traces, open_spans = self._open.counts()
         return self._counters.snapshot(open_traces, open_spans)
-
-    def _internal_error(self, where: str, error: Exception) -> None:
-        self._counters.add("internal_errors")
-        if self._strict:
-            raise error
-        if where not in self._logged_errors:
-            self._logged_errors.add(where)
-            _logger.error(
-                "otel_lifecycle: internal error in %s (logged once)", where, exc_info=error
-            )

@@ -7,7 +7,15 @@ wraps the OTLP exporter and injects the plan's faults: export call ``n`` does
 what ``exports[n]`` says (``ok``; ``slow``: ``slow`` seconds, then exports;
 ``hang``: blocks forever, as a wedged collector; ``raise``; ``failure``: returns
 FAILURE without exporting), and with ``hang_shutdown`` its ``shutdown()`` blocks
-forever too. With ``journal`` (a path), the processor keeps a crash journal there.
+forever too. With ``journal`` (a path), the processor keeps a crash journal there;
+with ``delegate="batch"`` the processor wraps ``BatchSpanProcessor(exporter)``
+instead of the exporter. With ``app_handler`` the app handles SIGTERM itself
+(it returns from main), and the processor's ``drain_timeout`` is 0.
+
+With ``hold_locks``, the main thread then takes every lock reachable from the
+processor (but the exporter's and the spans' own, which the application's code
+holds only inside their calls), as if a signal interrupted it inside each of
+them: a signal handler must not wait for any of them.
 
 The app starts ``ended`` roots (each with a child), leaves ``open`` roots open
 (each with an open child), flushes (the export and the journal), then ends
@@ -21,9 +29,12 @@ signals, ``return``\\ s from main, or ``exit``\\ s with ``sys.exit(3)``
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import time
+import types
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +42,7 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_lifecycle import LifecycleSpanProcessor
 
@@ -77,20 +88,51 @@ class FaultyExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
+LOCKS = (type(threading.Lock()), type(threading.RLock()))
+SCALARS = (str, bytes, int, float, bool, type(None), type, types.ModuleType, types.FunctionType)
+
+
+def locks_of(root: object, skipped: tuple[type, ...]) -> list[Any]:
+    """Every lock reachable from ``root`` through attributes and containers."""
+    found: list[Any] = []
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or isinstance(node, (*SCALARS, *skipped)):
+            continue
+        seen.add(id(node))
+        if isinstance(node, LOCKS):
+            found.append(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple, set, frozenset, deque)):
+            stack.extend(node)
+        else:
+            stack.extend(getattr(node, "__dict__", {}).values())
+            for name in getattr(type(node), "__slots__", ()):
+                stack.append(getattr(node, name, None))
+    return found
+
+
 otlp: SpanExporter = (
     GrpcExporter(endpoint=PLAN["endpoint"], insecure=True)
     if PLAN["transport"] == "grpc"
     else HttpExporter(endpoint=PLAN["endpoint"])
 )
-provider = TracerProvider()
-provider.add_span_processor(
-    LifecycleSpanProcessor(
-        FaultyExporter(otlp, PLAN["exports"], PLAN["hang_shutdown"]),
-        shutdown_timeout=PLAN["shutdown_timeout"],
-        journal=PLAN["journal"],
-        on_flush="none",
-    )
+stopping = threading.Event()
+if PLAN["app_handler"]:  # installed before the processor's, which chains to it
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+exporter = FaultyExporter(otlp, PLAN["exports"], PLAN["hang_shutdown"])
+processor = LifecycleSpanProcessor(
+    BatchSpanProcessor(exporter) if PLAN["delegate"] == "batch" else exporter,
+    shutdown_timeout=PLAN["shutdown_timeout"],
+    journal=PLAN["journal"],
+    on_flush="none",
+    drain_timeout=0 if PLAN["app_handler"] else None,
 )
+provider = TracerProvider()
+provider.add_span_processor(processor)
 tracer = provider.get_tracer("tests.apps.fault")
 
 
@@ -114,12 +156,15 @@ def main() -> None:
         started(f"open.{number}.child", started(f"open.{number}"))
     provider.force_flush()
     ended_roots("queued", PLAN["queued"])
+    if PLAN["hold_locks"]:
+        for lock in locks_of(processor, (SpanExporter, ReadableSpan, threading.Thread)):
+            lock.acquire(blocking=False)  # one another thread holds now is not the main thread's
     say("ready")
     if PLAN["finish"] == "exit":
         sys.exit(3)
     if PLAN["finish"] == "wait":
         # Not signal.pause(): a signal the kernel hands to another thread would not wake it.
-        while True:
+        while not stopping.is_set():
             time.sleep(0.01)
 
 

@@ -54,6 +54,9 @@ class Plan:
     open: int = 1
     finish: str = "wait"
     journal: str | None = None
+    delegate: str = "stage"
+    app_handler: bool = False
+    hold_locks: bool = False
     lock_journal: bool = False
     """Hold the journal's write lock from ``ready`` on, as a sibling process writing to it."""
     steps: tuple[Step, ...] = field(default=(), compare=False)

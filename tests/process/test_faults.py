@@ -126,3 +126,39 @@ def test_a_journal_locked_by_another_process_does_not_keep_finalized_spans_from_
         "open.0": ending,
         "open.0.child": ending,
     }
+
+
+@pytest.mark.parametrize(
+    ("delegate", "app_handler"),
+    [("stage", False), ("batch", False), ("stage", True), ("batch", True)],
+    ids=["stage-dies", "batch-processor-dies", "stage-app-handler", "batch-processor-app-handler"],
+)
+def test_a_signal_handler_waits_for_no_lock_the_interrupted_thread_holds(
+    receiver: OtlpReceiver, tmp_path: Path, delegate: str, app_handler: bool
+) -> None:
+    """The app's main thread holds every lock reachable from the processor (its journal, its
+    export path, a delegate ``BatchSpanProcessor``'s) when SIGTERM arrives."""
+    plan = Plan(
+        journal=str(tmp_path / "journal.sqlite"),
+        delegate=delegate,
+        app_handler=app_handler,
+        hold_locks=True,
+        steps=(Step("ready", signal.SIGTERM),),
+    )
+    outcome = run(plan, receiver, allowed=ALLOWED)
+    assert outcome.returncode == (0 if app_handler else -signal.SIGTERM), outcome.stderr
+    # With the app's handler, the signal's flush and the exit's shutdown each have the budget.
+    budgets = 2 if app_handler else 1
+    assert outcome.elapsed <= budgets * plan.shutdown_timeout + GRACE, outcome.stderr
+    if delegate == "stage":  # nothing the export needs is held: everything arrives
+        ending = SIGTERMED
+        assert outcome.reasons() == {
+            "ended.0": UNTOUCHED,
+            "ended.0.child": UNTOUCHED,
+            "queued.0": UNTOUCHED,
+            "queued.0.child": UNTOUCHED,
+            "open.0": ending,
+            "open.0.child": ending,
+        }
+    else:  # the batch processor's own export lock is held: only what it exported before
+        assert outcome.reasons() == {"ended.0": UNTOUCHED, "ended.0.child": UNTOUCHED}
