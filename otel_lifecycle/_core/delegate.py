@@ -1,11 +1,12 @@
 """The export path through a span processor given as the delegate, called as the SDK calls it.
 
 The same interface as the export stage (``ExportPath``): every span goes to the
-processor's ``on_end`` (which queues or drops it by its own rules); flushing runs
-in the caller's thread with the remaining budget, as the SDK's provider would
-call it; shutting down is a bounded call, so a delegate that hangs cannot hold
-the process past its budget. The thread for that call is reserved when the path
-is made (and again in a forked child): at interpreter exit none can be started.
+processor's ``on_end`` (which queues or drops it by its own rules); flushing and
+shutting down are bounded calls with the remaining budget, so a delegate that
+hangs cannot hold the caller past it (the SDK's ``BatchSpanProcessor`` ignores
+the timeout its ``force_flush`` is given). The thread for those calls is
+reserved when the path is made (and again in a forked child): at interpreter
+exit none can be started, and calls one after another reuse it.
 
 In a signal handler the delegate's code is never called in the handler's
 thread: it may take a lock the interrupted code holds (a ``BatchSpanProcessor``
@@ -74,17 +75,12 @@ class DelegatePath:
         return False
 
     def flush(self, timeout: float) -> bool:
-        """The processor's ``force_flush`` with ``timeout``; False when no budget is left.
-
-        In the caller's thread, but after a signal handler's work on a bounded one.
-        """
+        """The processor's ``force_flush`` with ``timeout``, waited for at most that long."""
         if timeout <= 0:
             return False
         millis = int(timeout * 1000)
-        if self._deferring:
-            self._deferring = False
-            return bounded.call_within(lambda: self._flush(millis), timeout)
-        return self._flush(millis)
+        self._deferring = False
+        return bounded.call_within(lambda: self._flush(millis), timeout)
 
     def _flush(self, millis: int) -> bool:
         self._hand_over()

@@ -19,10 +19,10 @@ nothing is refused and each exporter gets each span once. The export stage calls
 each exporter only while holding that batch processor's export lock, which its
 worker holds whenever it exports: one ``export()`` at a time, even while a slow
 export is in flight during the swap. Before each flush and shutdown, the lifecycle
-processor exports what the batch processors still hold (on the caller's thread,
-as the SDK's own ``force_flush`` does), so a span queued there is not left behind;
-their idle workers otherwise export it at their next tick. Once the lifecycle
-processor has shut down, their workers are let go.
+processor exports what the batch processors still hold, on a bounded thread (an
+exporter may hang), so a span queued there is not left behind; their idle
+workers otherwise export it at their next tick. Once the lifecycle processor has
+shut down, their workers are let go.
 
 SDK private state read (the same in SDK 1.40 and 1.45):
 ``SynchronousMultiSpanProcessor._span_processors`` and ``_lock``, and
@@ -42,6 +42,7 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from otel_lifecycle._core import bounded
 from otel_lifecycle._core.deadline import Deadline
 from otel_lifecycle._core.export import FanOutExporter
 from otel_lifecycle._core.finalize import Reason
@@ -50,11 +51,8 @@ from otel_lifecycle._processor.processor import LifecycleSpanProcessor
 _logger = logging.getLogger(__name__)
 
 LOCK_WAIT = 0.5
-"""At most this many seconds to wait for a batch processor's export lock on a flush.
-
-The wait is also bounded by the flush's own budget; it is short for a signal
-handler that interrupted the thread holding the lock.
-"""
+"""At most this many seconds to wait for a batch processor's export lock on a flush
+(also bounded by the flush's own budget)."""
 
 _BATCH_STATE = (
     "_exporter",
@@ -162,10 +160,16 @@ class SuccessorProcessor(LifecycleSpanProcessor):
         super().__init__(delegate, **overrides)
 
     def _export_queued(self, deadline: Deadline) -> bool:
-        exported = [
-            shared.export_queued(min(LOCK_WAIT, deadline.remaining())) for shared in self._shared
-        ]
-        return all(exported)
+        """Export what the batch processors hold, on a bounded thread: an exporter may hang,
+        and a signal handler must not wait for a lock (README, "the rule for signal handlers")."""
+        shared = self._shared
+        wait = min(LOCK_WAIT, deadline.remaining())
+
+        def export_all() -> bool:
+            exported = [each.export_queued(wait) for each in shared]  # each, even after a False
+            return all(exported)
+
+        return bounded.call_within(export_all, deadline.remaining())
 
     def _flush_export(self, deadline: Deadline) -> bool:
         exported = self._export_queued(deadline)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import itertools
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -136,15 +137,15 @@ def test_a_delegate_without_on_ending_does_not_make_the_wrapper_raise() -> None:
     assert processor.stats().internal_errors == 0
 
 
-def test_force_flush_calls_the_delegate_in_the_callers_thread_with_the_budget() -> None:
-    """force_flush calls the delegate in the caller's thread with the budget left, positionally."""
+def test_force_flush_calls_the_delegate_on_a_bounded_thread_with_the_budget() -> None:
+    """force_flush calls the delegate with the budget left, positionally, and waits that long."""
     delegate = RecordingProcessor()
     processor, provider = wrapped(delegate)
 
     assert processor.force_flush(1500) is True
 
     ((thread, args, kwargs),) = delegate.flushes
-    assert thread == threading.get_ident()
+    assert thread != threading.get_ident()
     assert kwargs == {}
     assert len(args) == 1
     assert isinstance(args[0], int)
@@ -161,12 +162,7 @@ def test_force_flush_result_follows_the_delegate(returned: bool | None, flushed:
 
 
 def test_repeated_flushes_leave_no_threads_behind() -> None:
-    """Twenty flushes run in the caller's thread and start no thread.
-
-    A delegate whose own ``force_flush`` hangs therefore blocks the caller: the
-    wrapper passes it the remaining budget, and bounding the call is the
-    delegate's job (the SDK's ``BatchSpanProcessor.force_flush`` ignores it).
-    """
+    """Twenty flushes run on the thread reserved when the processor was made, one by one."""
     delegate = RecordingProcessor()
     processor, provider = wrapped(delegate)
     before = set(threading.enumerate())
@@ -175,8 +171,34 @@ def test_repeated_flushes_leave_no_threads_behind() -> None:
 
     assert results == [True] * 20
     assert set(threading.enumerate()) == before
-    assert {call[1] for call in delegate.named("force_flush")} == {threading.get_ident()}
+    (thread,) = {call[1] for call in delegate.named("force_flush")}
+    assert thread in {known.ident for known in before} - {threading.get_ident()}
     assert len(delegate.named("force_flush")) == 20
+    provider.shutdown()
+
+
+class HangingFlush(RecordingProcessor):
+    """A delegate whose ``force_flush`` hangs, as the SDK's batch processor's does when its
+    exporter hangs (it ignores the timeout it is given)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        self.release.wait()
+        return True
+
+
+def test_a_delegate_whose_flush_hangs_keeps_the_caller_no_longer_than_its_timeout() -> None:
+    delegate = HangingFlush()
+    processor, provider = wrapped(delegate)
+    try:
+        started = time.monotonic()
+        assert processor.force_flush(200) is False
+        assert time.monotonic() - started < 5  # the budget, not the hang
+    finally:
+        delegate.release.set()
     provider.shutdown()
 
 
