@@ -17,6 +17,13 @@ processor (but the exporter's and the spans' own, which the application's code
 holds only inside their calls), as if a signal interrupted it inside each of
 them: a signal handler must not wait for any of them.
 
+With ``setup="attach"`` the provider first serves traffic through a plain
+``BatchSpanProcessor``, then ``attach()`` (what ``configure()`` and the
+``opentelemetry-instrument`` hook do) puts the processor in charge. ``threads``
+threads end a root and its child every millisecond until the process ends. With
+``fork`` the app forks before ``ready``: the child ends ``open.0.child`` (one of
+the parent's spans), shuts its provider down and leaves through ``os._exit``.
+
 The app starts ``ended`` roots (each with a child), leaves ``open`` roots open
 (each with an open child), flushes (the export and the journal), then ends
 ``queued`` more roots. It
@@ -28,7 +35,9 @@ signals, ``return``\\ s from main, or ``exit``\\ s with ``sys.exit(3)``
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import signal
 import sys
 import threading
@@ -41,10 +50,11 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_lifecycle import LifecycleSpanProcessor
+from otel_lifecycle._setup.instrument import attach
 
 PLAN: dict[str, Any] = json.loads(sys.argv[1])
 WEDGED = threading.Event()
@@ -52,7 +62,8 @@ WEDGED = threading.Event()
 
 
 def say(line: str) -> None:
-    print(line, flush=True)
+    sys.stdout.write(f"{line}\n")  # one write: lines of several threads never interleave
+    sys.stdout.flush()
 
 
 class FaultyExporter(SpanExporter):
@@ -124,16 +135,44 @@ stopping = threading.Event()
 if PLAN["app_handler"]:  # installed before the processor's, which chains to it
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
 exporter = FaultyExporter(otlp, PLAN["exports"], PLAN["hang_shutdown"])
-processor = LifecycleSpanProcessor(
-    BatchSpanProcessor(exporter) if PLAN["delegate"] == "batch" else exporter,
-    shutdown_timeout=PLAN["shutdown_timeout"],
-    journal=PLAN["journal"],
-    on_flush="none",
-    drain_timeout=0 if PLAN["app_handler"] else None,
-)
+OPTIONS: dict[str, Any] = {
+    "shutdown_timeout": PLAN["shutdown_timeout"],
+    "journal": PLAN["journal"],
+    "on_flush": "none",
+    "drain_timeout": 0 if PLAN["app_handler"] else None,
+}
 provider = TracerProvider()
-provider.add_span_processor(processor)
 tracer = provider.get_tracer("tests.apps.fault")
+
+
+def set_up() -> SpanProcessor:
+    """The lifecycle processor, in charge of the provider as the plan says."""
+    if PLAN["setup"] == "attach":
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        churn()
+        attached = attach(provider, **OPTIONS)
+        assert attached is not None
+        return attached
+    lifecycle = LifecycleSpanProcessor(
+        BatchSpanProcessor(exporter) if PLAN["delegate"] == "batch" else exporter, **OPTIONS
+    )
+    provider.add_span_processor(lifecycle)
+    churn()
+    return lifecycle
+
+
+def churn() -> None:
+    """Start the plan's threads, each ending a root and its child every millisecond."""
+
+    def run(number: int) -> None:
+        for count in itertools.count():
+            root = started(f"thread.{number}.{count}")
+            started(f"thread.{number}.{count}.child", root).end()
+            root.end()
+            time.sleep(0.001)  # the application's own pace
+
+    for number in range(PLAN["threads"]):
+        threading.Thread(target=run, args=(number,), daemon=True).start()
 
 
 def started(name: str, parent: trace.Span | None = None) -> trace.Span:
@@ -150,12 +189,24 @@ def ended_roots(prefix: str, count: int) -> None:
         root.end()
 
 
+def fork(child_ends: trace.Span) -> None:
+    """The child ends one of the parent's spans and exports it; the parent waits for it."""
+    pid = os.fork()
+    if pid == 0:
+        child_ends.end()
+        provider.shutdown()
+        os._exit(0)  # no atexit, no flush of stdout buffers inherited from other threads
+    os.waitpid(pid, 0)
+
+
 def main() -> None:
+    processor = set_up()
     ended_roots("ended", PLAN["ended"])
-    for number in range(PLAN["open"]):
-        started(f"open.{number}.child", started(f"open.{number}"))
-    provider.force_flush()
+    children = [started(f"open.{n}.child", started(f"open.{n}")) for n in range(PLAN["open"])]
+    provider.force_flush(PLAN["flush_timeout_millis"])
     ended_roots("queued", PLAN["queued"])
+    if PLAN["fork"] and children:
+        fork(children[0])
     if PLAN["hold_locks"]:
         for lock in locks_of(processor, (SpanExporter, ReadableSpan, threading.Thread)):
             lock.acquire(blocking=False)  # one another thread holds now is not the main thread's
