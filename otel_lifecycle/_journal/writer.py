@@ -277,7 +277,9 @@ class Journal:
             _ABANDONED.append(self._connection)
         self._wake_reader.close()  # the parent's wake-up pair: the child makes its own
         self._wake_writer.close()
+        inherited = self._on_disk
         self._reset()
+        self._on_disk = inherited  # the parent's roots on disk: one the child ends leaves with it
         self.start()
 
 

@@ -6,6 +6,9 @@ child left open and a child ended, plus a root that ends; flushes, prints
 ``fork JOURNAL ENDPOINT``: opens ``parent.root``, forks; the child opens
 ``child.root``; each process prints ``ready PID`` once the journal holds its
 roots, then waits to be killed.
+``fork-ends JOURNAL ENDPOINT``: opens ``parent.root`` and journals it, forks; the
+child ends ``parent.root`` and flushes; each process prints ``ready PID`` once
+that is done, then waits to be killed.
 ``recover JOURNAL ENDPOINT``: prints ``waiting``, starts when a line arrives on
 stdin (so several recoverers start together), lets the processor's background
 recovery run, shuts down and prints ``done``.
@@ -46,6 +49,14 @@ def main(mode: str, journal: str, endpoint: str) -> None:
         print("done", flush=True)
         return
     tracer = provider.get_tracer("journal.app", "1.2.3")
+    if mode == "fork-ends":
+        root = tracer.start_span("parent.root")
+        assert processor.force_flush()
+        if os.fork() == 0:
+            root.end()
+        assert processor.force_flush()
+        os.write(sys.stdout.fileno(), f"ready {os.getpid()}\n".encode())
+        threading.Event().wait()
     if mode == "fork":
         tracer.start_span("parent.root")
         name = "child.root" if os.fork() == 0 else "parent.root.later"

@@ -201,6 +201,30 @@ def test_a_forked_child_journals_its_own_roots_as_a_new_owner(
     assert journal_is_empty(journal)
 
 
+def test_a_root_a_forked_child_ended_leaves_the_journal_with_it(
+    tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    """The child exported the parent's root: a later crash of both recovers nothing."""
+    journal = tmp_path / "journal.db"
+    app = spawn("fork-ends", journal, receiver.grpc_endpoint)
+    assert app.stdout is not None
+    try:
+        pids = {int(app.stdout.readline().split()[1]) for _ in range(2)}
+    finally:
+        os.killpg(app.pid, signal.SIGKILL)
+        app.communicate(timeout=TIMEOUT)
+    assert len(pids) == 2
+    with sqlite3.connect(journal) as connection:
+        assert connection.execute("SELECT count(*) FROM roots").fetchone()[0] == 0
+    [exported] = receiver.spans()
+    assert exported.name == "parent.root"
+
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint}
+    result = run_cli("--journal", str(journal), env={**os.environ, **endpoint})
+    assert (result.returncode, result.stdout) == (1, f"nothing to recover in {journal}\n")
+    assert [span.name for span in receiver.spans()] == ["parent.root"]
+
+
 def closed_port() -> int:
     """A port on 127.0.0.1 where nothing listens (it was bound, then released)."""
     with socket.socket() as probe:
