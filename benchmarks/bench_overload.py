@@ -129,9 +129,9 @@ def make_processor(side: str, exporter: SpanExporter) -> SpanProcessor:
         if not logger.filters:
             logger.addFilter(DuplicateFilter())  # the SDK's: one line per 20 s, after the record
 
-        def warned(trace_id: int) -> None:
+        def warned(span: ReadableSpan, trace_id: int) -> None:
             logger.warning("Queue full, dropping %s.", "Span")  # what the SDK's emit() does
-            dropped(trace_id)
+            dropped(span, trace_id)
 
         processor._dropped = warned  # type: ignore[method-assign]
     return processor

@@ -1,12 +1,14 @@
 """What to do when a particular span ends: the few spans that are not ended the ordinary way.
 
-The processor keeps one dict, span id -> ending, and looks at it in ``on_end``
-only while it is not empty, so ordinary spans pay one truth test:
+The processor keeps one dict, span id -> ending, and looks at it in
+``_on_ending`` and ``on_end`` only while it is not empty, so ordinary spans pay
+one truth test in each:
 
-- :class:`Claim`: a finalizer stamped the span and is ending it. Only the
-  finalizer's own ``end()`` (same thread) consumes it; if the application's
-  ``end()`` won the race, the stamp is undone on the exported copy, so the span
-  is exported as the application ended it.
+- :class:`Claim`: a finalizer is ending the span. Nothing of it shows on the
+  live span until its own ``end()`` (same thread) has won the race: the span is
+  stamped in ``_on_ending``, after ``end()`` froze it and before any processor's
+  ``on_end``. If the application's ``end()`` won, the span is exported as the
+  application ended it, with the mark the claim replaced, if any.
 - :class:`Mark`: a signal or an unhandled exception was recorded while the span
   was open. If the application ends it without a status, it gets this reason;
   if a finalizer ends it, the finalizer uses this reason.
@@ -14,26 +16,18 @@ only while it is not empty, so ordinary spans pay one truth test:
   exports it if it ends it here, and writes the span's id into its slot of
   memory shared with the parent (``_core.forks``), which then no longer
   finalizes it: a span belongs to the process that ends it.
-- :data:`EXPORTED`: a dying process already exported a copy of the span (its
-  lock was held by the interrupted thread); a later ``end()`` exports nothing.
+- :data:`EXPORTED`: a dying process exported the span itself (a stamped copy
+  when the interrupted thread held its lock, or the span whose ``end()`` it
+  interrupted); an ``on_end`` that finds it exports nothing. Written before the
+  handler claims the span, so the span's ``on_end`` either pops the span first
+  (and exports it) or finds the entry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from otel_lifecycle._core.finalize import Reason, Undo
-
-
-class Claim:
-    """A finalizer in ``thread`` stamped the span and is ending it; ``undo`` reverts the stamp."""
-
-    __slots__ = ("consumed", "thread", "undo")
-
-    def __init__(self, undo: Undo, thread: int) -> None:
-        self.undo = undo
-        self.thread = thread
-        self.consumed = False
+from otel_lifecycle._core.finalize import Reason
 
 
 @dataclass(frozen=True)
@@ -41,6 +35,25 @@ class Mark:
     """``reason`` was recorded on the open span (SIGINT, an unhandled exception)."""
 
     reason: Reason
+
+
+class Claim:
+    """A finalizer in ``thread`` is ending the span with ``reason``.
+
+    ``mark`` is the mark the claim replaced: the span keeps it if the
+    application's ``end()`` wins. ``stamped``: the finalizer's ``end()`` won and
+    the span was stamped in ``_on_ending``; ``consumed``: that ``end()``'s
+    ``on_end`` took the claim (the span counts as finalized).
+    """
+
+    __slots__ = ("consumed", "mark", "reason", "stamped", "thread")
+
+    def __init__(self, reason: Reason, thread: int, mark: Mark | None) -> None:
+        self.reason = reason
+        self.thread = thread
+        self.mark = mark
+        self.stamped = False
+        self.consumed = False
 
 
 @dataclass(frozen=True, eq=False)

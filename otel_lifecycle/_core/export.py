@@ -18,8 +18,9 @@ batch, one byte on a socket pair (safe from a signal handler, unlike a
 ``threading.Event``, whose lock the interrupted thread may hold). A flush or a
 shutdown waits on an event of its own, so the caller's deadline always holds,
 even when the exporter hangs: the worker itself calls ``exporter.shutdown()``
-after its last export, and a caller whose budget runs out first logs the span
-ids left unexported and returns.
+after its last export, and a caller whose budget runs out first returns. Spans
+a failed export or a shutdown out of time leaves behind are handed to ``lost``
+(counted and named by ``_core.losses``).
 
 The ``OTEL_BSP_*`` variables mean exactly what they mean for the SDK's
 ``BatchSpanProcessor`` (``_core.batching``).
@@ -53,9 +54,6 @@ PRIORITY_FACTOR = 32
 
 Position = tuple[int, int]
 """A count of spans for each lane, the priority lane first."""
-
-LOGGED_SPAN_IDS = 100
-"""Span ids named in the warning about spans a shutdown left unexported, at most."""
 
 
 class ExportPath(Protocol):
@@ -96,8 +94,11 @@ class ExportStage:
         max_queue_size: int | None = None,
         schedule_delay_millis: float | None = None,
         max_export_batch_size: int | None = None,
+        lost: Callable[[str, Sequence[ReadableSpan]], None] = lambda reason, spans: None,
     ) -> None:
         self.exporter = exporter
+        self._lost = lost
+        """Told of the spans the stage could not export (``_core.losses``), with why."""
         self.max_queue_size, delay_millis, self._batch_size = batch_settings(
             max_queue_size, schedule_delay_millis, max_export_batch_size
         )
@@ -216,13 +217,7 @@ class ExportStage:
             self._writer.close()
         if done.wait(max(timeout, 0.0)):
             return True
-        unexported = [span.context.span_id for span in self._left()]
-        _logger.warning(
-            "otel_lifecycle: the exporter did not finish in time; %d span(s) not exported: %s",
-            len(unexported),
-            " ".join(f"{span_id:016x}" for span_id in unexported[:LOGGED_SPAN_IDS])
-            + (" ..." if len(unexported) > LOGGED_SPAN_IDS else ""),
-        )
+        self._lost("unexported_at_shutdown", self._left())
         return False
 
     def _left(self) -> list[ReadableSpan]:
@@ -287,12 +282,15 @@ class ExportStage:
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         self._exporting = batch
         try:
-            self.exporter.export(batch)
+            exported = self.exporter.export(batch) is SpanExportResult.SUCCESS
         except Exception:  # the exporter's failure must not kill the worker
             _logger.exception("otel_lifecycle: exception while exporting spans")
+            exported = False
         finally:
             self._exporting = ()
             detach(token)
+        if not exported:
+            self._lost("export_failed", batch)
 
     def _restart_after_fork(self) -> None:
         """In a forked child: the parent's queued spans are the parent's; start a new worker."""

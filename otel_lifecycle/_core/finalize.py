@@ -2,12 +2,12 @@
 
 One table of reasons, and :func:`fail_span`, the one way a live span is given
 ERROR and an ``error.type`` through the public span API (``fail()``, an
-exception escaping a traced body). A finalizer calls :func:`stamp` on the live span (ERROR,
-``error.type``, ``otel_lifecycle.finalized_by``, the conversation id) while it
-holds the span's lock and sees it open, then ends it with the public ``end()``.
-If the application's own ``end()`` gets in between, the span is exported
-:func:`undone`: as the application ended it. Spans that cannot be stamped live
-are exported as a :func:`stamped` copy.
+exception escaping a traced body). A finalizer ends the span with the public
+``end()`` and, once that ``end()`` has won the race with the application's,
+calls :func:`stamp` on the span (ERROR, ``error.type``,
+``otel_lifecycle.finalized_by``, the conversation id) in ``_on_ending``: after
+``end()`` froze it, before any processor's ``on_end``. Spans that cannot be
+stamped there are exported as a :func:`stamped` copy.
 """
 
 from __future__ import annotations
@@ -54,6 +54,27 @@ PROCESS_CRASH = Reason(
     "process_crash",
     "span not ended: its process died (recovered from the crash journal)",
 )
+CELERY_TIME_LIMIT = Reason(
+    "TimeLimitExceeded",
+    "signal",
+    "span not ended before the task's hard time limit: Celery terminated its worker process",
+)
+CELERY_REVOKED = Reason(
+    "TaskRevokedError",
+    "signal",
+    "span not ended before the task was revoked with terminate=True: Celery terminated its "
+    "worker process",
+)
+CELERY_COLD_SHUTDOWN = Reason(
+    "cold_shutdown",
+    "signal",
+    "span not ended before a cold shutdown of the Celery worker terminated its worker process",
+)
+GUNICORN_WORKER_TIMEOUT = Reason(
+    "worker_timeout",
+    "signal",
+    "span not ended before gunicorn's master aborted the worker stuck past its --timeout",
+)
 
 _BY_NAME = {reason.error_type: reason for reason in (SHUTDOWN, TIMEOUT, FLUSH, SIGTERM)}
 
@@ -89,69 +110,23 @@ def fail_span(span: trace.Span, error_type: str, description: str) -> None:
     span.set_status(Status(StatusCode.ERROR, description))
 
 
-_MISSING = object()
-
-
-class Undo:
-    """What :func:`stamp` replaced on a live span, to show it as it was if the application wins."""
-
-    __slots__ = ("previous", "reason", "status")
-
-    def __init__(self, previous: dict[str, object], status: Status, reason: Reason) -> None:
-        self.previous = previous
-        """The previous value of each attribute written (:data:`_MISSING` if absent)."""
-        self.status = status
-        """The status before the stamp."""
-        self.reason = reason
-
-
-def stamp(span: Span, reason: Reason, conversation_of: Callable[[Span], str | None]) -> Undo:
-    """Give the live, open ``span`` ERROR and ``reason``; the caller holds the span's lock.
+def stamp(span: Span, reason: Reason, conversation_of: Callable[[Span], str | None]) -> None:
+    """Give ``span``, whose ``end()`` by a finalizer just froze it, ERROR and ``reason``.
 
     ``conversation_of`` gives the id to add when the span has no
     ``gen_ai.conversation.id`` of its own.
 
-    Written straight into the span (``set_attributes`` would take the lock the
-    caller holds, and validate values that are ours). Returns what it replaced,
-    so the exported span can be shown as the application left it if the
-    application's ``end()`` wins the race with the finalizer's.
+    Written straight into the span: its attributes are immutable once ended, and
+    the values are ours. Nobody else writes to an ended span, so no lock is taken.
     """
     values = span._attributes._dict  # type: ignore[union-attr]
-    get = values.get
-    previous = {ERROR_TYPE: get(ERROR_TYPE, _MISSING), FINALIZED_BY: get(FINALIZED_BY, _MISSING)}
     values[ERROR_TYPE] = reason.error_type
     values[FINALIZED_BY] = reason.finalized_by
     if CONVERSATION_ID not in values:
         conversation_id = conversation_of(span)
         if conversation_id is not None:
-            previous[CONVERSATION_ID] = _MISSING
             values[CONVERSATION_ID] = conversation_id
-    undo = Undo(previous, span._status, reason)
     span._status = reason.status
-    return undo
-
-
-def kept(span: ReadableSpan, undo: Undo) -> ReadableSpan:
-    """A copy of the span the finalizer ended, ERROR although the application set a status."""
-    return _copy(span, dict(_values(span)), undo.reason.status, None)
-
-
-def undone(span: ReadableSpan, undo: Undo) -> ReadableSpan:
-    """A copy of the span the application ended first, without what :func:`stamp` wrote.
-
-    A value or status the application set after the stamp is kept.
-    """
-    ours = reason_attributes(undo.reason, None)
-    values = dict(_values(span))
-    for key, value in undo.previous.items():
-        if key in ours and values.get(key) != ours[key]:
-            continue
-        if value is _MISSING:
-            values.pop(key, None)
-        else:
-            values[key] = value
-    status = undo.status if span.status is undo.reason.status else span.status
-    return _copy(span, values, status, None)
 
 
 def stamped(
@@ -166,8 +141,10 @@ def stamped(
 
     For spans that cannot be stamped live: the application ended them after a
     reason was recorded (``finalized=False``: a signal, an unhandled exception),
-    or their lock is held by the thread a dying process interrupted
-    (``end_time`` ends the copy). The span's own conversation id is kept.
+    their lock is held by the thread a dying process interrupted (``end_time``
+    ends the copy), or the finalizer's ``end()`` did not reach the processor's
+    ``_on_ending`` (a processor wrapping it that does not forward that hook).
+    The span's own conversation id is kept.
     """
     values = _values(span)
     if CONVERSATION_ID in values:

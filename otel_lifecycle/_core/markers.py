@@ -28,8 +28,9 @@ class Markers:
     __slots__ = ("_ids", "sent")
 
     def __init__(self) -> None:
-        self.sent: set[int] = set()
-        """The open roots that have a marker already (a root leaves when it ends)."""
+        self.sent: dict[int, object] = {}
+        """The open roots that have a marker already, or are getting one (a root leaves when
+        it ends), each with the token of the flush that took it."""
         self._ids = RandomIdGenerator()
 
     def snapshot(
@@ -40,14 +41,25 @@ class Markers:
         emit: Callable[[ReadableSpan], None],
         deadline: Deadline,
     ) -> None:
-        """Emit a marker for each open root that has none, while the budget lasts."""
+        """Emit a marker for each open root that has none, while the budget lasts.
+
+        A root is entered in ``sent`` before waiting for room (one flush takes it,
+        with ``setdefault``), and checked open after: a root whose ``on_end`` ran
+        meanwhile either removed the entry or was already ended when it is
+        checked, so it gets no marker and leaves no entry behind.
+        """
+        sent = self.sent
         for span_id in list(open_spans.roots):
             root = open_spans.spans.get(span_id)
-            if root is None or span_id in self.sent:
+            token = object()
+            if root is None or sent.setdefault(span_id, token) is not token:
                 continue
             if not path.wait_for_room(deadline):
+                sent.pop(span_id, None)
                 return
-            self.sent.add(span_id)
+            if not root.is_recording():
+                sent.pop(span_id, None)
+                continue
             emit(in_progress_marker(root, conversations.of_span(root), self._ids))
 
 

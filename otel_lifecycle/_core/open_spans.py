@@ -7,8 +7,10 @@ entry in ``roots`` with their start on the clock and the thread that started
 them. Nothing is kept per trace: the children-first order comes from the dict's
 insertion order, and descendants are found only when roots time out.
 
-Whoever pops a span from ``spans`` owns its ending: the application's
-``on_end`` or a finalizer, never both.
+Whoever pops a span from ``spans`` decides its ending, and nobody else: a
+finalizer ends it (or, finding it ended, leaves it to the ``on_end`` under
+way), a dying signal handler exports it, the ``on_end`` of its ``end()`` hands
+it to the export path (popping it just before).
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ class OpenSpans:
         if span is not None:
             self.roots.pop(span_id, None)
         return span
+
+    def clear(self) -> None:
+        """Forget every open span (in a forked child: they are the parent's)."""
+        self.spans.clear()
+        self.roots.clear()
 
     def counts(self) -> tuple[int, int]:
         """(open traces, open spans)."""

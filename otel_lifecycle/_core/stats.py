@@ -36,6 +36,10 @@ class LifecycleStats:
     lane was full (32 x ``OTEL_BSP_MAX_QUEUE_SIZE`` of them waiting for the exporter)."""
     dropped_after_shutdown: int
     """Spans that ended after ``shutdown()`` and were not exported."""
+    export_failed: int
+    """Spans the exporter raised on or reported a failure for: not exported."""
+    unexported_at_shutdown: int
+    """Spans still queued or being exported when ``shutdown()`` ran out of time."""
     internal_errors: int
     """Errors inside the processor that were caught instead of reaching the application."""
 
@@ -46,6 +50,8 @@ COUNTED = (
     "dropped_overflow",
     "dropped_priority",
     "dropped_after_shutdown",
+    "export_failed",
+    "unexported_at_shutdown",
     "internal_errors",
 )
 
@@ -55,6 +61,8 @@ _METRIC_OF = {
     "dropped_overflow": (DROPPED, "queue_full"),
     "dropped_priority": (DROPPED, "priority_full"),
     "dropped_after_shutdown": (DROPPED, "already_shutdown"),
+    "export_failed": (DROPPED, "export_failed"),
+    "unexported_at_shutdown": (DROPPED, "shutdown_timeout"),
 }
 """The metric (and its ``error.type``) of each event in ``COUNTED`` that has one."""
 
@@ -88,13 +96,13 @@ class Counters:
             self._finalized[reason] += count
         TOTALS.add(FINALIZED, reason, count)
 
-    def add(self, name: str) -> None:
-        """Count one event named in ``COUNTED``."""
+    def add(self, name: str, count: int = 1) -> None:
+        """Count ``count`` events named in ``COUNTED``."""
         with self._lock:
-            self._totals[name] += 1
+            self._totals[name] += count
         metric = _METRIC_OF.get(name)
         if metric is not None:
-            TOTALS.add(*metric, 1)
+            TOTALS.add(*metric, count)
 
     def snapshot(self, open_traces: int, open_spans: int) -> LifecycleStats:
         """The counters, with the open counts given by the caller."""

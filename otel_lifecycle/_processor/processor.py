@@ -1,11 +1,11 @@
 """``LifecycleSpanProcessor``: tracks open spans and finalizes them exactly once, with a reason.
 
-1. ``on_start``: one dict set (``_core.open_spans``), for local roots also their
-   start, thread, journal record and watchdog; then the conversation id.
+1. ``on_start``: the conversation id; a local root's start, thread, journal
+   record and watchdog; then, last, one dict set (``_core.open_spans``).
 2. ``on_end``: a span with a pending ending (``_core.endings``) is settled first
-   (``finalizing``); local roots, finalized spans and markers go to the export
-   path's priority lane, other spans to its normal lane (``_core.export``); then
-   one dict pop.
+   (``finalizing``); then one dict pop, which makes this call the span's
+   exporter; then local roots, finalized spans and markers go to the export
+   path's priority lane, other spans to its normal lane (``_core.export``).
 3. Shutdown, timeouts, flush and signals hand the open spans to the
    ``finalizing`` module, within a deadline on the processor's clock.
 
@@ -40,6 +40,7 @@ from otel_lifecycle._core.finalize import (
     Reason,
     reason_named,
 )
+from otel_lifecycle._core.losses import Losses
 from otel_lifecycle._core.markers import Markers
 from otel_lifecycle._core.open_spans import OpenSpans
 from otel_lifecycle._core.span_context import IS_REMOTE, SPAN_ID, TRACE_ID
@@ -48,6 +49,7 @@ from otel_lifecycle._core.watchdog import RootWatchdog
 from otel_lifecycle._journal.writer import Journal
 from otel_lifecycle._process.hooks import ending, register
 from otel_lifecycle._processor.finalizing import Finalizer
+from otel_lifecycle._settings.checks import check_callables
 from otel_lifecycle._settings.environment import Fallback, OnFlush
 from otel_lifecycle._settings.processor import processor_settings
 
@@ -88,10 +90,7 @@ class LifecycleSpanProcessor(SpanProcessor):
             raise TypeError(
                 f"delegate must be a SpanExporter or a SpanProcessor, got {type(delegate).__name__}"
             )
-        if conversation_id_resolver is not None and not callable(conversation_id_resolver):
-            raise TypeError("conversation_id_resolver must be callable")
-        if clock is not None and not callable(clock):
-            raise TypeError("clock must be callable")
+        check_callables(conversation_id_resolver=conversation_id_resolver, clock=clock)
         settings = processor_settings(
             {
                 "root_timeout": root_timeout,
@@ -119,12 +118,15 @@ class LifecycleSpanProcessor(SpanProcessor):
         """The reason spans still open at shutdown get: ``SIGTERM`` once one arrived."""
         self._clock = clock or time.monotonic
         self._delegate = delegate
+        self._counters = Counters()
+        self._internal_error = InternalErrors(self._counters, strict=settings.strict)
+        self._losses = Losses(self._counters)
         self._processor: SpanProcessor | None = None
         """A delegate span processor: also gets ``on_start`` and ``_on_ending``."""
         self._delegate_on_ending: Callable[[Span], None] | None = None
         self._path: ExportPath
         if isinstance(delegate, SpanExporter):
-            self._path = ExportStage(delegate)
+            self._path = ExportStage(delegate, lost=self._losses.lost)
         else:
             self._processor = delegate
             self._delegate_on_ending = getattr(delegate, "_on_ending", None)
@@ -135,13 +137,12 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._max_spans = settings.max_tracked_spans
         self._markers = Markers()
         self._refused = DroppedDescendants()
-        self._counters = Counters()
-        self._internal_error = InternalErrors(self._counters, strict=settings.strict)
         self._finalizer = Finalizer(
             self._open,
             conversations=self._conversations,
             path=self._path,
             emit_priority=self._emit_priority,
+            on_end=self.on_end,
             counters=self._counters,
             internal_error=self._internal_error,
         )
@@ -174,22 +175,27 @@ class LifecycleSpanProcessor(SpanProcessor):
     # The hot path.
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Track ``span`` and give it its conversation id. Never raises."""
+        """Give ``span`` its conversation id, then track it. Never raises.
+
+        Tracked last: a finalizer never finds it without its id or its root entry.
+        """
         try:
             if self._accepting:
                 context: SpanContext = span._context  # type: ignore[assignment]
-                spans = self._spans
-                if len(spans) < self._max_spans:
-                    span_id = context[SPAN_ID]
-                    spans[span_id] = span
-                    parent = span._parent
-                    if parent is None or parent[IS_REMOTE]:
-                        self._root_started(span, span_id)
-                else:
-                    self._counters.add("untracked")
-                self._conversations.on_start(span, context[TRACE_ID], parent_context)
+                try:
+                    self._conversations.on_start(span, context[TRACE_ID], parent_context)
+                finally:  # a resolver that raised leaves the span tracked all the same
+                    spans = self._spans
+                    if len(spans) < self._max_spans:
+                        span_id = context[SPAN_ID]
+                        parent = span._parent
+                        if parent is None or parent[IS_REMOTE]:
+                            self._root_started(span, span_id)
+                        spans[span_id] = span
+                    else:
+                        self._counters.add("untracked")
             else:
-                self._counters.add("started_after_shutdown")
+                self._losses.lost("started_after_shutdown", (span,))
         except Exception as error:  # noqa: BLE001 - a hook must never raise into the application
             self._internal_error("on_start", error)
         if self._processor is not None:
@@ -206,7 +212,9 @@ class LifecycleSpanProcessor(SpanProcessor):
             self._journal.opened(span)
 
     def _on_ending(self, span: Span) -> None:
-        """Forwarded to a delegate span processor that has the SDK's ``_on_ending`` hook."""
+        """Stamp a span its finalizer is ending; forward to a delegate that has this hook."""
+        if self._endings:
+            self._finalizer.on_ending(span)
         if self._delegate_on_ending is not None:
             try:
                 self._delegate_on_ending(span)
@@ -214,7 +222,7 @@ class LifecycleSpanProcessor(SpanProcessor):
                 self._internal_error("delegate._on_ending", error)
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Hand ``span`` to the export path, then stop tracking it. Never raises."""
+        """Stop tracking ``span``, then hand it to the export path. Never raises."""
         try:
             context: SpanContext = span._context  # type: ignore[assignment]
             span_id = context[SPAN_ID]
@@ -228,19 +236,22 @@ class LifecycleSpanProcessor(SpanProcessor):
                     span, priority = applied
             parent = span._parent
             if parent is None or parent[IS_REMOTE]:
+                priority = True
                 self._open.roots.pop(span_id, None)
                 if self._journal is not None:
                     self._journal.closed(context[TRACE_ID], span_id)
                 if self._markers.sent:
-                    self._markers.sent.discard(span_id)
+                    self._markers.sent.pop(span_id, None)
                 if self._refused.by_trace:
                     span = self._refused.reported_on(span, context[TRACE_ID])
-                self._emit_priority(span)
-            elif priority:
+            if self._spans.pop(span_id, None) is None and (  # forgotten, then handed over
+                self._endings and self._finalizer.taken(span_id)
+            ):
+                return  # a dying signal handler took it first, and exports it
+            if priority:
                 self._emit_priority(span)
             elif not self._path.emit(span):
-                self._dropped(context[TRACE_ID])
-            self._spans.pop(span_id, None)
+                self._dropped(span, context[TRACE_ID])
         except Exception as error:  # noqa: BLE001
             self._internal_error("on_end", error)
 
@@ -248,14 +259,12 @@ class LifecycleSpanProcessor(SpanProcessor):
         """Queue a local root, finalized span or marker; count it if the lane refuses it."""
         path = self._path
         if not path.emit_priority(span):
-            self._counters.add("dropped_after_shutdown" if path.closed else "dropped_priority")
+            self._losses.refused(span, closed=path.closed, priority=True)
 
-    def _dropped(self, trace_id: int) -> None:
+    def _dropped(self, span: ReadableSpan, trace_id: int) -> None:
         """An ordinary span was refused by the full queue: count it, and tell its root later."""
-        if self._path.closed:
-            self._counters.add("dropped_after_shutdown")
-        else:
-            self._counters.add("dropped_overflow")
+        self._losses.refused(span, closed=self._path.closed, priority=False)
+        if not self._path.closed:
             self._refused.add(trace_id)
 
     # Finalizing.
@@ -315,9 +324,7 @@ class LifecycleSpanProcessor(SpanProcessor):
         if self._watchdog is not None:
             self._watchdog.stop(wait=not in_handler)
         try:
-            if in_handler:
-                self._finalizer.deliver_interrupted_endings()
-            self._finalizer.finalize_all(reason, deadline, in_handler=in_handler, dying=in_handler)
+            self._finalizer.finalize_last(reason, deadline, in_handler=in_handler)
         except Exception as error:  # noqa: BLE001
             self._internal_error("shutdown", error)
         if self._journal is not None:  # crashed roots it is recovering leave with ours
@@ -354,7 +361,7 @@ class LifecycleSpanProcessor(SpanProcessor):
             self._finalizer.finalize_all(reason, deadline, in_handler=in_handler)
         except Exception as error:  # noqa: BLE001
             self._internal_error("signal", error)
-        if not self._flush_export(deadline):
+        if self._accepting and not self._flush_export(deadline):  # else the shutdown exports
             _logger.warning(
                 "otel_lifecycle: spans finalized (%s) were not all exported", reason.error_type
             )
@@ -376,8 +383,7 @@ class LifecycleSpanProcessor(SpanProcessor):
     def _reset_after_fork(self) -> None:
         """In a forked child: the parent's open spans are the parent's, unless ended here."""
         self._finalizer.after_fork_in_child()
-        self._open.spans.clear()
-        self._open.roots.clear()
+        self._open.clear()
         self._markers.sent.clear()
         self._refused.by_trace.clear()
         self._counters.reset_after_fork()

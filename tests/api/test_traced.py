@@ -20,6 +20,7 @@ import otel_lifecycle
 from otel_lifecycle import traced
 from tests.api._helpers import assert_error, attrs, exception_events, input_of, output_of
 from tests.conftest import Harness
+from tests.processor._pins import PinnedLock, pin
 
 MakeHarness = Callable[..., Harness]
 
@@ -733,3 +734,28 @@ def test_bad_arguments_raise_naming_the_parameter(
 def test_decorating_a_non_callable_raises_type_error() -> None:
     with pytest.raises(TypeError, match="traced\\(\\) needs a callable, got int"):
         traced(5)
+
+
+def test_a_finalizer_that_loses_to_the_body_leaves_the_run_as_it_ended(harness: Harness) -> None:
+    """A finalizer claims the open root; the body returns first: the root is OK, with output."""
+    finalizer = threading.Thread(target=harness.processor.finalize_open_spans, args=("shutdown",))
+    pinned: list[PinnedLock] = []
+
+    @traced(name="agent.run", conversation_id="conv-7", tracer_provider=harness.provider)
+    def run() -> str:
+        pinned.append(pin(trace.get_current_span(), finalizer))
+        finalizer.start()
+        assert pinned[0].reached.wait(10)  # claimed, not yet ended by the finalizer
+        return "answer"
+
+    assert run() == "answer"
+    pinned[0].go.set()
+    finalizer.join()
+
+    span = harness.exported()["agent.run"]
+    assert span.status.status_code is StatusCode.OK
+    assert output_of(span) == "answer"
+    assert attrs(span)["gen_ai.conversation.id"] == "conv-7"
+    assert "error.type" not in attrs(span)
+    assert "otel_lifecycle.finalized_by" not in attrs(span)
+    assert dict(harness.processor.stats().finalized) == {}
