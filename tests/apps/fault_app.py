@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import signal
 import sys
@@ -57,6 +58,9 @@ from otel_lifecycle import LifecycleSpanProcessor
 from otel_lifecycle._setup.instrument import attach
 
 PLAN: dict[str, Any] = json.loads(sys.argv[1])
+# The ids of spans the processor could not export are logged at DEBUG: the harness reads them.
+logging.getLogger("otel_lifecycle").addHandler(logging.StreamHandler())
+logging.getLogger("otel_lifecycle").setLevel(logging.DEBUG)
 WEDGED = threading.Event()
 """Never set: what a hanging call waits for."""
 
@@ -152,6 +156,7 @@ def set_up() -> SpanProcessor:
         churn()
         attached = attach(provider, **OPTIONS)
         assert attached is not None
+        say("attached")  # spans started before were the plain SDK's
         return attached
     lifecycle = LifecycleSpanProcessor(
         BatchSpanProcessor(exporter) if PLAN["delegate"] == "batch" else exporter, **OPTIONS

@@ -85,7 +85,8 @@ class Outcome:
     elapsed: float
     """Seconds from the last signal (or from ``ready`` without one) to the exit."""
     started: dict[str, str]
-    """Span name -> span id (hex), as the app printed them."""
+    """Span name -> span id (hex), as the app printed them (but those it started before
+    ``attach()``, which went through the plain SDK's batch processor)."""
     arrived: dict[str, ReceivedSpan]
     """Span name -> the span the receiver got (each checked to arrive at most once)."""
     stdout: str
@@ -163,10 +164,12 @@ def run(plan: Plan, receiver: OtlpReceiver, *, allowed: float) -> Outcome:
     twice = sorted(span_id for span_id, count in by_id.items() if count > 1)
     assert twice == [], f"exported more than once: {twice}\n{''.join(stderr)}"
     started = {line.split()[1]: line.split()[2] for line in stdout if line.startswith("started ")}
+    attached = stdout.index("attached\n") if "attached\n" in stdout else 0
+    plain = {line.split()[1] for line in stdout[:attached] if line.startswith("started ")}
     return Outcome(
         process.returncode,
         elapsed,
-        started,
+        {name: span_id for name, span_id in started.items() if name not in plain},
         {span.name: span for span in spans},
         "".join(stdout),
         "".join(stderr),
@@ -226,6 +229,7 @@ def random_plan(seed: int, journal: Path) -> Plan:
         steps = (Step("ready", steps[0].signum, steps[0].delay), *steps[1:])
     with_journal = rng.random() < 0.3
     setup = rng.choice(("direct", "direct", "attach"))
+    hold_locks = rng.random() < 0.2
     return Plan(
         transport=rng.choice(("grpc", "http")),
         shutdown_timeout=BUDGET,
@@ -241,9 +245,11 @@ def random_plan(seed: int, journal: Path) -> Plan:
         remove_journal=with_journal and rng.random() < 0.3,
         delegate="stage" if setup == "attach" else rng.choice(("stage", "stage", "batch")),
         app_handler=rng.random() < 0.25,
-        hold_locks=rng.random() < 0.2,
+        hold_locks=hold_locks,
         setup=setup,
-        threads=rng.choice((0, 0, 1, 2)),
+        # The main thread holding the processor's locks for good would block threads in
+        # them, as no interrupted code can: each fault is drawn on its own.
+        threads=0 if hold_locks else rng.choice((0, 0, 1, 2)),
         fork=rng.random() < 0.2,
         flush_timeout_millis=500,
         steps=steps,
@@ -261,7 +267,7 @@ def violations(plan: Plan, outcome: Outcome) -> list[str]:
     found: list[str] = []
     arrived = {span.span_id for span in outcome.arrived.values()}
     for name, span_id in outcome.started.items():
-        if span_id not in arrived and span_id not in outcome.stderr:
+        if span_id not in arrived and span_id not in outcome.stderr and not _delegates_loss(plan):
             found.append(f"{name} {span_id}: neither exported nor logged")
     budgets = 2 if plan.app_handler else 1
     if outcome.elapsed > budgets * plan.shutdown_timeout + GRACE:
@@ -269,6 +275,18 @@ def violations(plan: Plan, outcome: Outcome) -> list[str]:
     if "Exception ignored" in outcome.stderr:
         found.append("'Exception ignored' in its output")
     return found
+
+
+def _delegates_loss(plan: Plan) -> bool:
+    """A delegate span processor loses spans by its own rules when its exporter fails.
+
+    The SDK's ``BatchSpanProcessor`` drops a batch whose export failed, and what it
+    still holds when its shutdown runs out of time (its export lock held, with
+    ``hold_locks``), logging no span ids. The processor handed it every span once
+    (``run`` checks none arrived twice).
+    """
+    failing = plan.hang_shutdown or any(fault != "ok" for fault in plan.exports)
+    return plan.delegate == "batch" and (failing or plan.hold_locks)
 
 
 def describe(plan: Plan) -> str:
