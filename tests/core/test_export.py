@@ -531,7 +531,9 @@ def test_a_fan_out_keeps_serving_the_other_exporters_when_one_fails() -> None:
 def test_the_export_worker_leaves_sigterm_and_sigint_to_other_threads() -> None:
     """The worker blocks both signals, so the kernel hands them to a thread that handles them."""
     processor = LifecycleSpanProcessor(InMemorySpanExporter())
-    [worker] = [t for t in threading.enumerate() if t.name == "otel_lifecycle.export"]
+    stage = processor._path  # this processor's: other tests' workers may still be running
+    assert isinstance(stage, ExportStage)
+    worker = stage._worker
     status = Path(f"/proc/self/task/{worker.native_id}/status").read_text()
     [mask] = [line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")]
     blocked = int(mask, 16)
