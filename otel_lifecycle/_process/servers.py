@@ -16,11 +16,21 @@ server when its module is imported in this process.
   with the worker's ``graceful_timeout``. A handler of gunicorn's found when the processor is
   created later (no ``--preload``) gives the same timeout through
   :func:`drain_of_handler`.
+- **gunicorn worker timeout**: the master SIGABRTs a worker stuck in a request
+  longer than ``--timeout``; the worker's ``handle_abort`` raises ``SystemExit``,
+  which unwinds the request, and the API's ``use_span`` ends its spans UNSET.
+  The patched ``handle_abort`` first marks every open span with reason
+  ``worker_timeout`` (no lock, as for SIGINT): a span the unwinding ends UNSET
+  is exported ERROR with that reason, one left open is finalized with it at exit.
 - **uvicorn**: while it serves, SIGTERM goes to ``Server.handle_exit``; the
   patched method starts the drain (``begin_drain``) with
   ``timeout_graceful_shutdown`` (None: uvicorn waits for ever, our default
   applies). uvicorn re-raises SIGTERM after its shutdown, and the process hooks
   then finalize what is left before the process dies.
+
+Every integration, these two and the task queues' (``celery``), is one module
+with ``PATCHES`` (``integration``), named in :data:`INTEGRATIONS`; :func:`watch`
+registers them all.
 """
 
 from __future__ import annotations
@@ -33,6 +43,11 @@ from types import ModuleType
 from typing import Any
 
 import wrapt
+
+from otel_lifecycle._core.active import live
+from otel_lifecycle._core.finalize import GUNICORN_WORKER_TIMEOUT
+from otel_lifecycle._process import celery
+from otel_lifecycle._process.integration import Patch, Patches, ProcessHooks
 
 _logger = logging.getLogger(__name__)
 
@@ -56,21 +71,32 @@ def drain_of_handler(handler: object) -> float | None:
 
 
 def watch(take_over: Callable[[float], None], begin_drain: Callable[[float | None], None]) -> None:
-    """Patch gunicorn and uvicorn when (or if already) imported in this process."""
-    wrapt.register_post_import_hook(lambda module: _patch_gunicorn(module, take_over), _GUNICORN)
-    wrapt.register_post_import_hook(lambda module: _patch_uvicorn(module, begin_drain), _UVICORN)
+    """Patch every integration's modules when (or if already) imported in this process."""
+    hooks = ProcessHooks(take_over, begin_drain)
+    for patches in INTEGRATIONS:
+        for name, patch in patches.items():
+            wrapt.register_post_import_hook(_applying(patch, hooks), name)
 
 
-_GUNICORN = "gunicorn.workers.base"
-_UVICORN = "uvicorn.server"
+def _applying(patch: Patch, hooks: ProcessHooks) -> Callable[[ModuleType], None]:
+    def apply(module: ModuleType) -> None:
+        try:
+            patch(module, hooks)
+        except Exception:  # a server changed beyond recognition must still run
+            _logger.exception("otel_lifecycle: could not patch %s", module.__name__)
+
+    return apply
 
 
-def _patch_gunicorn(module: ModuleType, take_over: Callable[[float], None]) -> None:
+def _patch_gunicorn(module: ModuleType, hooks: ProcessHooks) -> None:
     """Every worker class runs ``Worker.init_process``; some override ``init_signals``.
 
     The wrapper gives the worker an ``init_signals`` of its own that calls the
-    class's (whichever it is), then puts our handler back in front.
+    class's (whichever it is), then puts our handler back in front. The sync,
+    gthread and greenlet workers handle SIGABRT in ``Worker.handle_abort``
+    (gunicorn's own asyncio worker, ``gasgi``, in a method of its own).
     """
+    take_over = hooks.take_over
 
     def init_process(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         init_signals = instance.init_signals
@@ -86,9 +112,23 @@ def _patch_gunicorn(module: ModuleType, take_over: Callable[[float], None]) -> N
         return wrapped(*args, **kwargs)
 
     wrapt.wrap_function_wrapper(module, "Worker.init_process", init_process)
+    wrapt.wrap_function_wrapper(module, "Worker.handle_abort", _handle_abort)
 
 
-def _patch_uvicorn(module: ModuleType, begin_drain: Callable[[float | None], None]) -> None:
+def _handle_abort(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """SIGABRT from the master at ``--timeout``: the request is about to be unwound."""
+    for processor in live():
+        if processor._handles_signals:
+            try:
+                processor._mark_open_spans(GUNICORN_WORKER_TIMEOUT)
+            except Exception:  # a signal handler must never fail before chaining
+                _logger.exception("otel_lifecycle: marking spans at gunicorn's abort failed")
+    return wrapped(*args, **kwargs)
+
+
+def _patch_uvicorn(module: ModuleType, hooks: ProcessHooks) -> None:
+    begin_drain = hooks.begin_drain
+
     def handle_exit(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         signum = args[0] if args else kwargs.get("sig")
         if signum == signal.SIGTERM:
@@ -100,3 +140,9 @@ def _patch_uvicorn(module: ModuleType, begin_drain: Callable[[float | None], Non
         return wrapped(*args, **kwargs)
 
     wrapt.wrap_function_wrapper(module, "Server.handle_exit", handle_exit)
+
+
+PATCHES: Patches = {"gunicorn.workers.base": _patch_gunicorn, "uvicorn.server": _patch_uvicorn}
+
+INTEGRATIONS: tuple[Patches, ...] = (PATCHES, celery.PATCHES)
+"""Every integration: gunicorn and uvicorn (this module), Celery (``celery``)."""

@@ -1,0 +1,199 @@
+"""Celery prefork workers (``-c 2``) and the Celery instrumentation, under opentelemetry-instrument.
+
+A prefork child leaves through billiard's ``os._exit``: no exit hook runs, and
+with the export tick pinned beyond the test (``_harness.SCHEDULE_DELAY_MS``)
+every span that arrives was exported by ``otel_lifecycle._process.celery``: by
+the flush in ``worker_process_shutdown`` (recycling, warm shutdown), or by the
+handler that finalizes a child the main process terminates (hard time limit,
+``revoke(terminate=True)``, cold shutdown, a SIGTERM from anyone else).
+Each task's spans are ``run/<task>`` (the instrumentation's) and ``<task>.work``
+(the task's own, inside it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from ._harness import (
+    BIN,
+    Worker,
+    assert_ended_by_app,
+    assert_finalized,
+    assert_once_each,
+    describe,
+    named,
+)
+from .conftest import StartApp
+
+pytestmark = pytest.mark.timeout(60)
+
+CONCURRENCY = 2
+QUICK_TASKS = 10
+SLOW_S = 1.0
+"""A task that ends during the warm shutdown."""
+STUCK_S = 30.0
+"""A task that runs longer than any test."""
+
+
+@pytest.fixture
+def start_worker(start_app: StartApp, broker: str, queue: str) -> Any:
+    """``start_worker(*options)``: a Celery prefork worker consuming the test's queue, ready."""
+
+    def start(*options: str) -> Worker:
+        command = [
+            str(BIN / "celery"),
+            "-A",
+            "tasks_app",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(CONCURRENCY),
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "info",
+            *options,
+        ]
+        worker = start_app(command, {"CELERY_BROKER_URL": broker, "CELERY_QUEUE": queue})
+        return worker.wait_ready()
+
+    return start
+
+
+def send(producer: Any, queue: str, task: str, *args: object) -> str:
+    """Send ``tasks_app.<task>(*args)`` to the test's queue; its task id."""
+    result = producer.send_task(f"tasks_app.{task}", args=args, queue=queue)
+    return str(result.id)
+
+
+def assert_tasks(spans: Sequence[Any], task: str, count: int, report: str) -> None:
+    """``count`` ``run/tasks_app.<task>`` spans, each the parent of one ``<task>.work`` span."""
+    runs = named(spans, f"run/tasks_app.{task}")
+    works = named(spans, f"{task}.work")
+    assert len(runs) == count, report
+    assert len(works) == count, report
+    assert sorted(work.parent_span_id or "" for work in works) == sorted(
+        run.span_id for run in runs
+    ), report
+
+
+def stop_warm(worker: Worker) -> None:
+    """SIGTERM to the main process: Celery's warm shutdown, the idle children exit."""
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait_exit(20) == 0, worker.output()
+
+
+def test_children_recycled_after_each_task_export_every_span(
+    start_worker: Any, producer: Any, queue: str
+) -> None:
+    """``--max-tasks-per-child 1``: each child ``os._exit``s milliseconds after its one task."""
+    worker = start_worker("--max-tasks-per-child", "1")
+    for number in range(QUICK_TASKS):
+        send(producer, queue, "quick", number)
+    names = ["run/tasks_app.quick", "quick.work"] * QUICK_TASKS
+    worker.wait_for_spans(names, timeout=30)
+    stop_warm(worker)
+    spans = worker.receiver.spans()
+    report = f"\n{describe(spans)}{worker.output()}"
+
+    assert_once_each(spans)
+    assert_tasks(spans, "quick", QUICK_TASKS, report)
+    assert_ended_by_app(spans, report)
+
+
+def test_a_warm_shutdown_exports_the_tasks_it_lets_finish(
+    start_worker: Any, producer: Any, queue: str
+) -> None:
+    worker = start_worker()
+    for label in ("a", "b"):
+        send(producer, queue, "slow", SLOW_S, label)
+    worker.wait_for_markers(CONCURRENCY)
+    stop_warm(worker)
+    spans = worker.receiver.spans()
+    report = f"\n{describe(spans)}{worker.output()}"
+
+    assert_once_each(spans)
+    assert_tasks(spans, "slow", CONCURRENCY, report)
+    assert_ended_by_app(spans, report)
+
+
+def test_a_hard_time_limit_ends_the_task_as_time_limit_exceeded(
+    start_worker: Any, producer: Any, queue: str
+) -> None:
+    """billiard SIGTERMs the child at the limit and SIGKILLs it about 0.1 s later.
+
+    Both spans must have left before the SIGKILL (the child waits a second in
+    ``_do_exit`` after the SIGTERM, so it is always killed).
+    """
+    worker = start_worker()
+    send(producer, queue, "limited", "limited")
+    worker.wait_for_markers(1)
+    worker.wait_for_spans(["run/tasks_app.limited", "limited.work"])
+    stop_warm(worker)
+    spans = worker.receiver.spans()
+    report = f"\n{describe(spans)}{worker.output()}"
+
+    assert_once_each(spans)
+    assert_tasks(spans, "limited", 1, report)
+    assert_finalized(spans, "TimeLimitExceeded", report)
+    assert "Hard time limit (1s) exceeded" in worker.output(), report
+
+
+def test_a_cold_shutdown_ends_the_running_tasks_as_cold_shutdown(
+    start_worker: Any, producer: Any, queue: str
+) -> None:
+    """SIGQUIT to the main process: Celery cancels the running tasks, SIGTERMing their children."""
+    worker = start_worker()
+    for label in ("a", "b"):
+        send(producer, queue, "slow", STUCK_S, label)
+    worker.wait_for_markers(CONCURRENCY)
+    worker.send_signal(signal.SIGQUIT)
+    worker.wait_exit(20)
+    spans = worker.receiver.spans()
+    report = f"\n{describe(spans)}{worker.output()}"
+
+    assert_once_each(spans)
+    assert_tasks(spans, "slow", CONCURRENCY, report)
+    assert_finalized(spans, "cold_shutdown", report)
+
+
+def test_revoke_with_terminate_ends_the_task_as_task_revoked_error(
+    start_worker: Any, producer: Any, queue: str
+) -> None:
+    worker = start_worker()
+    task_id = send(producer, queue, "slow", STUCK_S, "revoked")
+    worker.wait_for_markers(1)
+    producer.control.revoke(task_id, terminate=True)
+    worker.wait_for_spans(["run/tasks_app.slow", "slow.work"])
+    stop_warm(worker)
+    spans = worker.receiver.spans()
+    report = f"\n{describe(spans)}{worker.output()}"
+
+    assert_once_each(spans)
+    assert_tasks(spans, "slow", 1, report)
+    assert_finalized(spans, "TaskRevokedError", report)
+
+
+def test_a_child_terminated_by_anyone_else_ends_its_task_as_sigterm(
+    start_worker: Any, producer: Any, queue: str
+) -> None:
+    """A SIGTERM the main process did not send (an operator, systemd's control-group kill)."""
+    worker = start_worker()
+    send(producer, queue, "slow", STUCK_S, "killed")
+    [marker] = worker.wait_for_markers(1)
+    os.kill(int(marker.rpartition("-")[2]), signal.SIGTERM)
+    worker.wait_for_spans(["run/tasks_app.slow", "slow.work"])
+    stop_warm(worker)
+    spans = worker.receiver.spans()
+    report = f"\n{describe(spans)}{worker.output()}"
+
+    assert_once_each(spans)
+    assert_tasks(spans, "slow", 1, report)
+    assert_finalized(spans, "SIGTERM", report)
