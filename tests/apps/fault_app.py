@@ -12,10 +12,10 @@ with ``delegate="batch"`` the processor wraps ``BatchSpanProcessor(exporter)``
 instead of the exporter. With ``app_handler`` the app handles SIGTERM itself
 (it returns from main), and the processor's ``drain_timeout`` is 0.
 
-With ``hold_locks``, the main thread then takes every lock reachable from the
-processor (but the exporter's and the spans' own, which the application's code
-holds only inside their calls), as if a signal interrupted it inside each of
-them: a signal handler must not wait for any of them.
+With ``hold_locks``, the main thread then takes every non-reentrant lock
+reachable from the processor (but the exporter's and the spans' own, which the
+application's code holds only inside their calls), as if a signal interrupted it
+inside each of them: a signal handler must not wait for any of them.
 
 With ``setup="attach"`` the provider first serves traffic through a plain
 ``BatchSpanProcessor``, then ``attach()`` (what ``configure()`` and the
@@ -103,7 +103,9 @@ class FaultyExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
-LOCKS = (type(threading.Lock()), type(threading.RLock()))
+LOCKS = type(threading.Lock())
+"""Only locks the handler could block on: an ``RLock`` the main thread holds, the handler (in
+the main thread) takes again, and holding one for good would only block other threads."""
 SCALARS = (str, bytes, int, float, bool, type(None), type, types.ModuleType, types.FunctionType)
 
 
