@@ -157,6 +157,8 @@ class Journal:
     def _run(self) -> None:
         try:
             self._journal()
+        except Exception as error:  # noqa: BLE001 - the writer must never stop without a word
+            self._disable(f"the crash journal writer failed: {error}")
         finally:
             self._recovery_over()
 

@@ -16,6 +16,7 @@ from opentelemetry.trace import StatusCode
 
 from otel_lifecycle import LifecycleSpanProcessor, RecoveryError, recover
 from otel_lifecycle._journal.store import APPLICATION_ID, LIVE_OWNERS, is_journal
+from otel_lifecycle._journal import writer
 from otel_lifecycle._journal.writer import Journal
 
 HOUR = 3600.0
@@ -301,6 +302,30 @@ def test_unopenable_journal_turns_journaling_off(
         assert not processor.force_flush(timeout_millis=10_000)
     assert any("journaling is off" in record.getMessage() for record in caplog.records)
     processor.shutdown()
+
+
+def test_a_writer_that_fails_unexpectedly_says_so_once_and_waits_for_nothing(
+    tmp_path: Path,
+    provider: TracerProvider,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seen in a new Celery child: logging raised "cannot release un-acquired lock" in the
+    writer. The thread died, and journaling stopped without a word."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("cannot release un-acquired lock")
+
+    monkeypatch.setattr(writer, "write_batch", broken)
+    journal = make_journal(tmp_path / "j.db", Clock(), [])
+    start(journal, provider, "root")
+    with caplog.at_level(logging.WARNING, logger="otel_lifecycle"):
+        assert not journal.flush(10)
+    (warning,) = [r.getMessage() for r in caplog.records if "journaling is off" in r.getMessage()]
+    assert "cannot release un-acquired lock" in warning
+    start(journal, provider, "later")  # nothing is queued once it is off
+    assert not journal.flush(10)
+    assert journal.close(10)
 
 
 def test_journal_argument_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
