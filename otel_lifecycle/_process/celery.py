@@ -54,7 +54,7 @@ from otel_lifecycle._core.finalize import (
     SIGTERM,
     Reason,
 )
-from otel_lifecycle._process.integration import Patches, ProcessHooks
+from otel_lifecycle._process.integration import Patches, ProcessHooks, for_each_handling_signals
 
 _logger = logging.getLogger(__name__)
 
@@ -257,12 +257,12 @@ def _terminated(signum: int, frame: FrameType | None, previous: Handler) -> None
         terminations = _state.terminations
         said = None if terminations is None else terminations.take(os.getpid())
         reason = said or SIGTERM
-        for processor in live():
-            if processor._handles_signals:
-                try:
-                    processor._die_of_signal(reason)
-                except Exception:  # a signal handler must never fail before chaining
-                    _logger.exception("otel_lifecycle: finalizing a terminated Celery child failed")
+        for_each_handling_signals(
+            live(),
+            lambda processor: processor._die_of_signal(reason),
+            _logger,
+            "otel_lifecycle: finalizing a terminated Celery child failed",
+        )
     finally:
         _state.busy = False
     previous(signum, frame)

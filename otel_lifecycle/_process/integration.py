@@ -5,15 +5,19 @@ with a ``PATCHES`` mapping: the name of a module of the software it supports ->
 a :data:`Patch` that patches that module when it is imported in this process
 (a ``wrapt`` post-import hook, registered by ``servers.watch``). A patch gets
 :class:`ProcessHooks`, what the process hooks let a server change, and drives
-the live processors only through ``_core.active``. Adding an integration is
+the live processors only through ``_core.active`` (a signal handler's work on
+each through :func:`for_each_handling_signals`). Adding an integration is
 adding such a module and naming it in ``servers.INTEGRATIONS``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import NamedTuple
+
+from otel_lifecycle._core.active import Lifecycle
 
 
 class ProcessHooks(NamedTuple):
@@ -30,3 +34,22 @@ Patch = Callable[[ModuleType, ProcessHooks], None]
 
 Patches = Mapping[str, Patch]
 """An integration: the modules it patches, by name."""
+
+
+def for_each_handling_signals(
+    processors: Iterable[Lifecycle],
+    act: Callable[[Lifecycle], None],
+    logger: logging.Logger,
+    failure: str,
+) -> None:
+    """``act`` on each of ``processors`` (the live ones) that handles signals, in a signal handler.
+
+    A failure is logged to ``logger`` as ``failure`` and the next processor gets
+    its turn: a signal handler must never fail before chaining to the server's.
+    """
+    for processor in processors:
+        if processor._handles_signals:
+            try:
+                act(processor)
+            except Exception:
+                logger.exception(failure)

@@ -47,7 +47,12 @@ import wrapt
 from otel_lifecycle._core.active import live
 from otel_lifecycle._core.finalize import GUNICORN_WORKER_TIMEOUT
 from otel_lifecycle._process import celery
-from otel_lifecycle._process.integration import Patch, Patches, ProcessHooks
+from otel_lifecycle._process.integration import (
+    Patch,
+    Patches,
+    ProcessHooks,
+    for_each_handling_signals,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -117,12 +122,12 @@ def _patch_gunicorn(module: ModuleType, hooks: ProcessHooks) -> None:
 
 def _handle_abort(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """SIGABRT from the master at ``--timeout``: the request is about to be unwound."""
-    for processor in live():
-        if processor._handles_signals:
-            try:
-                processor._mark_open_spans(GUNICORN_WORKER_TIMEOUT)
-            except Exception:  # a signal handler must never fail before chaining
-                _logger.exception("otel_lifecycle: marking spans at gunicorn's abort failed")
+    for_each_handling_signals(
+        live(),
+        lambda processor: processor._mark_open_spans(GUNICORN_WORKER_TIMEOUT),
+        _logger,
+        "otel_lifecycle: marking spans at gunicorn's abort failed",
+    )
     return wrapped(*args, **kwargs)
 
 

@@ -227,15 +227,28 @@ def run(scenario: str) -> tuple[dict[str, Any], dict[str, list[list[Any]]]]:
     return parent, children
 
 
+def run_reused(scenario: str) -> tuple[dict[str, Any], dict[str, list[list[Any]]], dict[str, Any]]:
+    """:func:`run` a scenario where B took A's slot (checked); also the span ids by name."""
+    parent, children = run(scenario)
+    slot_a, slot_b = parent["slots"]
+    assert slot_a == slot_b
+    return parent, children, parent["ids"]
+
+
+def assert_parent_ends(parent: dict[str, Any], exported: list[list[Any]], finalized: int) -> None:
+    """The parent exported ``exported`` (in any order), ``finalized`` of them, none left open."""
+    assert sorted(parent["exported"]) == exported
+    assert parent["finalized"] == finalized
+    assert parent["open_after"] == 0
+
+
 @needs_fork
 def test_a_child_that_ends_an_inherited_span_exports_it_and_the_parent_forgets_it() -> None:
     """Three forks share the root's one slot; the third child ends it: exported there only."""
     parent, children = run("one-child-ends-it")
     root = parent["ids"]["root"]
     assert children == {"leaves.1": [], "leaves.2": [], "ends": [["root", root, None]]}
-    assert parent["exported"] == []
-    assert parent["finalized"] == 0
-    assert parent["open_after"] == 0
+    assert_parent_ends(parent, [], 0)
     first, second, third = parent["slots"]
     assert first is not None
     assert first == second == third
@@ -245,40 +258,29 @@ def test_a_child_that_ends_an_inherited_span_exports_it_and_the_parent_forgets_i
 def test_a_span_no_child_ends_is_finalized_by_the_parent_once() -> None:
     parent, children = run("no-child-ends-it")
     assert children == {"leaves": []}
-    assert parent["exported"] == [["root", parent["ids"]["root"], "shutdown"]]
-    assert parent["finalized"] == 1
-    assert parent["open_after"] == 0
+    assert_parent_ends(parent, [["root", parent["ids"]["root"], "shutdown"]], 1)
 
 
 @needs_fork
 def test_a_reused_slot_makes_the_parent_forget_only_the_span_its_child_ended() -> None:
     """A ended in the parent, its slot reused by B; B's child ends B: the parent forgets B only."""
-    parent, children = run("reused-child-ends-b")
-    ids = parent["ids"]
-    slot_a, slot_b = parent["slots"]
-    assert slot_a == slot_b
+    parent, children, ids = run_reused("reused-child-ends-b")
     assert children == {"a.child": [], "b.child": [["b", ids["b"], None]]}
-    assert sorted(parent["exported"]) == [["a", ids["a"], None], ["kept", ids["kept"], "shutdown"]]
-    assert parent["finalized"] == 1
-    assert parent["open_after"] == 0
+    assert_parent_ends(parent, [["a", ids["a"], None], ["kept", ids["kept"], "shutdown"]], 1)
 
 
 @needs_fork
 def test_a_late_tick_for_a_span_whose_slot_was_reused_leaves_the_new_owner_to_the_parent() -> None:
     """A's child ends A after B took A's slot: the parent still finalizes B, exactly once."""
-    parent, children = run("reused-late-tick")
-    ids = parent["ids"]
-    slot_a, slot_b = parent["slots"]
-    assert slot_a == slot_b
+    parent, children, ids = run_reused("reused-late-tick")
     assert parent["tick_in_b_slot"] == 0  # A's child saw the slot was B's: it wrote nothing
     assert children == {"a.child": [["a", ids["a"], None]], "b.child": []}
-    assert sorted(parent["exported"]) == [
+    exported = [
         ["a", ids["a"], None],
         ["b", ids["b"], "shutdown"],
         ["kept", ids["kept"], "shutdown"],
     ]
-    assert parent["finalized"] == 2
-    assert parent["open_after"] == 0
+    assert_parent_ends(parent, exported, 2)
 
 
 @needs_fork
@@ -340,6 +342,22 @@ class Parent:
         return inherited
 
 
+def reused_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Parent, int, dict[int, Inherited], int, dict[int, Inherited]]:
+    """One slot an arena: A forked, then ended in the parent; B took A's slot and forked.
+
+    The parent, A, A's child's inherited endings, B, B's child's.
+    """
+    monkeypatch.setattr(forks_module, "ARENA_SLOTS", 1)
+    parent = Parent()
+    a = parent.start()
+    a_child = parent.fork()
+    parent.end(a)
+    b = parent.start()
+    return parent, a, a_child, b, parent.fork()
+
+
 def test_a_tick_that_slipped_past_the_owner_check_does_not_make_the_parent_forget_the_new_owner(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -348,13 +366,7 @@ def test_a_tick_that_slipped_past_the_owner_check_does_not_make_the_parent_forge
     The tick names A: the parent keeps B open. B's child's own tick then makes
     the parent forget B, and only B.
     """
-    monkeypatch.setattr(forks_module, "ARENA_SLOTS", 1)
-    parent = Parent()
-    a = parent.start()
-    a_child = parent.fork()
-    parent.end(a)
-    b = parent.start()
-    b_child = parent.fork()
+    parent, a, a_child, b, b_child = reused_slot(monkeypatch)
     assert a_child[a].words is b_child[b].words
     assert a_child[a].owner == b_child[b].owner
 
@@ -372,13 +384,7 @@ def test_a_late_ending_of_a_span_whose_slot_was_freed_writes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Once the parent frees a slot (its span closed there), ending the old span ticks nothing."""
-    monkeypatch.setattr(forks_module, "ARENA_SLOTS", 1)
-    parent = Parent()
-    a = parent.start()
-    a_child = parent.fork()
-    parent.end(a)
-    b = parent.start()
-    b_child = parent.fork()
+    parent, a, a_child, b, b_child = reused_slot(monkeypatch)
 
     a_child[a].ended_here()
     assert b_child[b].words[b_child[b].owner + 1] == 0

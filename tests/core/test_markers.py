@@ -20,20 +20,28 @@ def markers_and_roots(harness: Harness) -> tuple[int, int]:
     return markers, len(spans) - markers
 
 
+def flush_while_it_waits_for_room(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], object]
+) -> None:
+    """``force_flush()`` (it succeeds); ``meanwhile`` runs once, as its snapshot waits for room."""
+    path = harness.processor._path
+    wait_for_room = path.wait_for_room
+
+    def meanwhile_then_wait(deadline: Deadline) -> bool:
+        monkeypatch.setattr(path, "wait_for_room", wait_for_room)
+        meanwhile()
+        return wait_for_room(deadline)
+
+    monkeypatch.setattr(path, "wait_for_room", meanwhile_then_wait)
+    assert harness.processor.force_flush()
+
+
 def test_a_root_that_ends_while_the_snapshot_waits_for_room_gets_no_marker(
     make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     harness = make_harness(on_flush="snapshot")
     root = harness.tracer.start_span("root")
-    path = harness.processor._path
-    wait_for_room = path.wait_for_room
-
-    def root_ends_meanwhile(deadline: Deadline) -> bool:
-        root.end()
-        return wait_for_room(deadline)
-
-    monkeypatch.setattr(path, "wait_for_room", root_ends_meanwhile)
-    assert harness.processor.force_flush()
+    flush_while_it_waits_for_room(harness, monkeypatch, root.end)
 
     assert markers_and_roots(harness) == (0, 1)
     assert not harness.processor._markers.sent
@@ -44,16 +52,11 @@ def test_two_flushes_at_once_send_one_marker(
 ) -> None:
     harness = make_harness(on_flush="snapshot")
     root = harness.tracer.start_span("root")
-    path = harness.processor._path
-    wait_for_room = path.wait_for_room
 
-    def another_flush_meanwhile(deadline: Deadline) -> bool:
-        monkeypatch.setattr(path, "wait_for_room", wait_for_room)
+    def another_flush() -> None:
         assert harness.processor.force_flush()
-        return wait_for_room(deadline)
 
-    monkeypatch.setattr(path, "wait_for_room", another_flush_meanwhile)
-    assert harness.processor.force_flush()
+    flush_while_it_waits_for_room(harness, monkeypatch, another_flush)
     assert markers_and_roots(harness) == (1, 0)
 
     root.end()

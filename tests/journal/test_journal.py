@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from otel_lifecycle import LifecycleSpanProcessor, RecoveryError, recover
-from otel_lifecycle._journal.store import APPLICATION_ID, LIVE_OWNERS, is_journal
 from otel_lifecycle._journal import writer
+from otel_lifecycle._journal.store import APPLICATION_ID, LIVE_OWNERS, is_journal
 from otel_lifecycle._journal.writer import Journal
 
 HOUR = 3600.0

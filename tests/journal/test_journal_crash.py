@@ -74,6 +74,27 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+def run_forking(mode: str, journal: Path, endpoint: str) -> tuple[int, set[int]]:
+    """Run the app in a forking ``mode`` until parent and child said their pids; SIGKILL both.
+
+    Returns the parent's pid and the pids said.
+    """
+    app = spawn(mode, journal, endpoint)
+    assert app.stdout is not None
+    try:
+        pids = {int(app.stdout.readline().split()[1]) for _ in range(2)}
+    finally:
+        os.killpg(app.pid, signal.SIGKILL)
+        app.communicate(timeout=TIMEOUT)
+    return app.pid, pids
+
+
+def recover_over_grpc(journal: Path, receiver: OtlpReceiver) -> subprocess.CompletedProcess[str]:
+    """``otel-lifecycle recover --journal JOURNAL``, exporting to the receiver over OTLP/gRPC."""
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint}
+    return run_cli("--journal", str(journal), env={**os.environ, **endpoint})
+
+
 def assert_recovered(spans: tuple[ReceivedSpan, ...], heartbeat_ns: int, transport: str) -> None:
     names = [span.name for span in spans]
     assert sorted(names) == sorted(CRASHED), names
@@ -172,29 +193,22 @@ def test_a_forked_child_journals_its_own_roots_as_a_new_owner(
     tmp_path: Path, receiver: OtlpReceiver
 ) -> None:
     journal = tmp_path / "journal.db"
-    app = spawn("fork", journal, receiver.grpc_endpoint)
-    assert app.stdout is not None
-    try:
-        pids = {int(app.stdout.readline().split()[1]) for _ in range(2)}
-    finally:
-        os.killpg(app.pid, signal.SIGKILL)
-        app.communicate(timeout=TIMEOUT)
-    assert app.pid in pids
+    parent_pid, pids = run_forking("fork", journal, receiver.grpc_endpoint)
+    assert parent_pid in pids
     assert len(pids) == 2
     with sqlite3.connect(journal) as connection:
         rows = connection.execute(
             "SELECT owners.pid, roots.record FROM roots JOIN owners USING (owner)"
         ).fetchall()
     owners_of = {json.loads(record)["name"]: pid for pid, record in rows}
-    child_pid = (pids - {app.pid}).pop()
+    child_pid = (pids - {parent_pid}).pop()
     assert owners_of == {
-        "parent.root": app.pid,
-        "parent.root.later": app.pid,
+        "parent.root": parent_pid,
+        "parent.root.later": parent_pid,
         "child.root": child_pid,
     }
 
-    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint}
-    result = run_cli("--journal", str(journal), env={**os.environ, **endpoint})
+    result = recover_over_grpc(journal, receiver)
     assert result.returncode == 0, result.stderr
     names = sorted(span.name for span in receiver.spans())
     assert names == ["child.root", "parent.root", "parent.root.later"]
@@ -206,21 +220,14 @@ def test_a_root_a_forked_child_ended_leaves_the_journal_with_it(
 ) -> None:
     """The child exported the parent's root: a later crash of both recovers nothing."""
     journal = tmp_path / "journal.db"
-    app = spawn("fork-ends", journal, receiver.grpc_endpoint)
-    assert app.stdout is not None
-    try:
-        pids = {int(app.stdout.readline().split()[1]) for _ in range(2)}
-    finally:
-        os.killpg(app.pid, signal.SIGKILL)
-        app.communicate(timeout=TIMEOUT)
+    _, pids = run_forking("fork-ends", journal, receiver.grpc_endpoint)
     assert len(pids) == 2
     with sqlite3.connect(journal) as connection:
         assert connection.execute("SELECT count(*) FROM roots").fetchone()[0] == 0
     [exported] = receiver.spans()
     assert exported.name == "parent.root"
 
-    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint}
-    result = run_cli("--journal", str(journal), env={**os.environ, **endpoint})
+    result = recover_over_grpc(journal, receiver)
     assert (result.returncode, result.stdout) == (1, f"nothing to recover in {journal}\n")
     assert [span.name for span in receiver.spans()] == ["parent.root"]
 

@@ -26,6 +26,20 @@ ENDED_BEFORE = {
     "ended.1": UNTOUCHED,
     "ended.1.child": UNTOUCHED,
 }
+
+
+def every_span(open_ending: tuple[str, str | None]) -> dict[str, tuple[str, str | None]]:
+    """The reasons when every span of a one-round plan arrives: the open ones ``open_ending``."""
+    return {
+        "ended.0": UNTOUCHED,
+        "ended.0.child": UNTOUCHED,
+        "queued.0": UNTOUCHED,
+        "queued.0.child": UNTOUCHED,
+        "open.0": open_ending,
+        "open.0.child": open_ending,
+    }
+
+
 LEFT_IN_THE_EXPORTER = ("queued.0", "queued.0.child", "open.0", "open.0.child")
 
 WEDGED = Plan(exports=("ok", "hang"), hang_shutdown=True, ended=2)
@@ -71,14 +85,7 @@ def test_a_second_signal_does_not_cut_short_the_work_of_the_first_sigterm(
     plan = Plan(**{**SLOW.__dict__, "steps": steps})
     outcome = run(plan, receiver, allowed=ALLOWED)
     assert outcome.returncode == -signal.SIGTERM, outcome.stderr
-    assert outcome.reasons() == {
-        "ended.0": UNTOUCHED,
-        "ended.0.child": UNTOUCHED,
-        "queued.0": UNTOUCHED,
-        "queued.0.child": UNTOUCHED,
-        "open.0": SIGTERMED,
-        "open.0.child": SIGTERMED,
-    }
+    assert outcome.reasons() == every_span(SIGTERMED)
     assert {name: span.span_id for name, span in outcome.arrived.items()} == outcome.started
 
 
@@ -91,14 +98,7 @@ def test_sigterm_during_the_exit_hook_lets_it_finish_then_the_process_dies_by_it
     outcome = run(plan, receiver, allowed=ALLOWED)
     assert outcome.returncode == -signal.SIGTERM, outcome.stderr
     assert outcome.elapsed <= plan.shutdown_timeout + GRACE, outcome.stderr
-    assert outcome.reasons() == {
-        "ended.0": UNTOUCHED,
-        "ended.0.child": UNTOUCHED,
-        "queued.0": UNTOUCHED,
-        "queued.0.child": UNTOUCHED,
-        "open.0": SHUT_DOWN,
-        "open.0.child": SHUT_DOWN,
-    }
+    assert outcome.reasons() == every_span(SHUT_DOWN)
     assert "Exception ignored" not in outcome.stderr
 
 
@@ -118,14 +118,7 @@ def test_a_journal_locked_by_another_process_does_not_keep_finalized_spans_from_
     assert outcome.returncode == (-signal.SIGTERM if steps else 0), outcome.stderr
     assert outcome.elapsed <= plan.shutdown_timeout + GRACE, outcome.stderr
     ending = SIGTERMED if steps else SHUT_DOWN
-    assert outcome.reasons() == {
-        "ended.0": UNTOUCHED,
-        "ended.0.child": UNTOUCHED,
-        "queued.0": UNTOUCHED,
-        "queued.0.child": UNTOUCHED,
-        "open.0": ending,
-        "open.0.child": ending,
-    }
+    assert outcome.reasons() == every_span(ending)
 
 
 @pytest.mark.parametrize(
@@ -151,14 +144,6 @@ def test_a_signal_handler_waits_for_no_lock_the_interrupted_thread_holds(
     budgets = 2 if app_handler else 1
     assert outcome.elapsed <= budgets * plan.shutdown_timeout + GRACE, outcome.stderr
     if delegate == "stage":  # nothing the export needs is held: everything arrives
-        ending = SIGTERMED
-        assert outcome.reasons() == {
-            "ended.0": UNTOUCHED,
-            "ended.0.child": UNTOUCHED,
-            "queued.0": UNTOUCHED,
-            "queued.0.child": UNTOUCHED,
-            "open.0": ending,
-            "open.0.child": ending,
-        }
+        assert outcome.reasons() == every_span(SIGTERMED)
     else:  # the batch processor's own export lock is held: only what it exported before
         assert outcome.reasons() == {"ended.0": UNTOUCHED, "ended.0.child": UNTOUCHED}

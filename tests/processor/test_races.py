@@ -15,7 +15,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -34,6 +34,15 @@ def provider_with(*processors: SpanProcessor) -> TracerProvider:
     for processor in processors:
         provider.add_span_processor(processor)
     return provider
+
+
+def started_root(
+    delegate: SpanExporter | SpanProcessor, name: str = "root"
+) -> tuple[LifecycleSpanProcessor, TracerProvider, trace.Span]:
+    """A processor over ``delegate`` (signals not handled), its own provider, a root started."""
+    processor = LifecycleSpanProcessor(delegate, handle_signals=False)
+    provider = provider_with(processor)
+    return processor, provider, provider.get_tracer("t").start_span(name)
 
 
 def exported_once(exporter: InMemorySpanExporter, span: trace.Span) -> ReadableSpan:
@@ -149,9 +158,7 @@ def test_a_mark_replaced_by_a_claim_stays_when_the_applications_end_wins(
     exporter: InMemorySpanExporter, recorded: str
 ) -> None:
     """A span open at SIGINT (or an unhandled exception) keeps that reason however it ends."""
-    processor = LifecycleSpanProcessor(SimpleSpanProcessor(exporter), handle_signals=False)
-    provider = provider_with(processor)
-    root = provider.get_tracer("t").start_span("root")
+    processor, provider, root = started_root(SimpleSpanProcessor(exporter))
     if recorded == "SIGINT":
         processor._mark_open_spans(SIGINT)
         reason = SIGINT
@@ -249,9 +256,7 @@ class PinnedSent(dict[int, object]):
 def test_a_dying_sigterm_takes_a_span_whose_on_end_has_not_forgotten_it_yet() -> None:
     """The other thread's ``on_end`` looked for a pending ending before the handler ran."""
     delegate = Records()
-    processor = LifecycleSpanProcessor(delegate, handle_signals=False)
-    provider = provider_with(processor)
-    span = provider.get_tracer("t").start_span("root")
+    processor, _, span = started_root(delegate)
     ender = threading.Thread(target=span.end)
     sent = PinnedSent(ender)
     processor._markers.sent = sent
@@ -423,9 +428,7 @@ def test_a_span_the_drain_claimed_is_exported_when_the_exit_hook_shuts_down_mean
     shutdown_waits: threading.Event,
 ) -> None:
     exporter = InMemorySpanExporter()
-    processor = LifecycleSpanProcessor(exporter, handle_signals=False)
-    provider = provider_with(processor)
-    root = provider.get_tracer("t").start_span("slow")
+    processor, _, root = started_root(exporter, "slow")
     drain = threading.Thread(target=processor._end_after_drain, args=(SIGTERM,))
     pinned = pin(root, drain)
     drain.start()
@@ -452,9 +455,7 @@ def test_after_shutdown_the_drain_finalizes_nothing_and_warns_of_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     exporter = InMemorySpanExporter()
-    processor = LifecycleSpanProcessor(exporter, handle_signals=False)
-    provider = provider_with(processor)
-    root = provider.get_tracer("t").start_span("root")
+    processor, provider, root = started_root(exporter)
     processor.shutdown()
     caplog.clear()
     with caplog.at_level(logging.WARNING):

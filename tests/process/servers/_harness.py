@@ -1,34 +1,32 @@
 """Run a real server under the real ``opentelemetry-instrument``, exporting to the receiver.
 
 :func:`launch` starts the command in its own process group (the server's master
-and workers), with OTLP/gRPC pointed at the embedded receiver; :func:`wait_ready`
-polls ``/health`` (excluded from tracing) with a deadline. The :class:`Server`
-fires requests from client threads, sends SIGTERM to the master, measures the
-time until it exits and kills the whole process group at the end.
+and workers), with OTLP/gRPC pointed at the embedded receiver
+(``tests.process._launch``); :func:`wait_ready` polls ``/health`` (excluded from
+tracing) with a deadline. The :class:`Server` fires requests from client
+threads, sends SIGTERM to the master, measures the time until it exits and
+kills the whole process group at the end; :func:`sigterm` does the SIGTERM and
+collects what a test asserts on.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
+from tests.process._launch import BIN, INSTRUMENT, ProcessGroup, free_port, otel_environment, start
 from tests.receiver import OtlpReceiver, ReceivedSpan
 
 HERE = Path(__file__).parent
-BIN = Path(sys.executable).parent
-INSTRUMENT = BIN / "opentelemetry-instrument"
 
 GRACEFUL_S = 4
 """gunicorn ``--graceful-timeout``, uvicorn ``--timeout-graceful-shutdown``."""
@@ -49,13 +47,6 @@ SERVER_KIND = 2
 """OTLP ``SpanKind`` of a SERVER span."""
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass
 class Reply:
     """What a client thread got: an HTTP status, or the name of the exception raised."""
@@ -65,16 +56,13 @@ class Reply:
     error: str | None = None
 
 
-@dataclass
-class Server:
+@dataclass(kw_only=True)
+class Server(ProcessGroup):
     """A process group started by :func:`launch`."""
 
-    process: subprocess.Popen[bytes]
+    what: ClassVar[str] = "server"
+
     port: int
-    markers: Path
-    ready: Path
-    log: Path
-    receiver: OtlpReceiver
     threads: list[threading.Thread] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
     sigterm_at: float | None = None
@@ -127,26 +115,16 @@ class Server:
         return self._wait_for_files(self.ready, count, timeout, "workers were not ready")
 
     def _wait_for_files(self, directory: Path, count: int, timeout: float, what: str) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = sorted(path.name for path in directory.iterdir())
-            if len(found) >= count:
-                return found
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        pytest.fail(f"{count} {what}: {self.output()}")
+        self._wait(lambda: len(list(directory.iterdir())) >= count, timeout, f"{count} {what}")
+        return sorted(path.name for path in directory.iterdir())
 
     def wait_for_output(self, text: str, timeout: float = 15) -> None:
         """Wait until the process has printed a line ``text`` (its output goes to :attr:`log`)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log.read_text(errors="replace").splitlines():
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        pytest.fail(f"the process did not print {text!r}: {self.output()}")
+
+        def printed() -> bool:
+            return text in self.log.read_text(errors="replace").splitlines()
+
+        self._wait(printed, timeout, f"the process did not print {text!r}")
 
     def terminate(self) -> None:
         """SIGTERM to the master (the process started), as Kubernetes or systemd sends it."""
@@ -175,47 +153,9 @@ class Server:
         assert self.process.poll() is not None, "the process has not exited yet"
         return self.receiver.spans()
 
-    def output(self) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n--- server output (last 2000 chars) ---\n" + text[-2000:]
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: the master and any worker it left behind."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
-
 
 StartServer = Callable[[Sequence[str], str], "Server"]
 """The ``start_server`` fixture: ``start_server(command, configurator)`` -> a ready server."""
-
-
-def server_environment(
-    receiver: OtlpReceiver,
-    configurator: str,
-    markers: Path,
-    ready: Path,
-    endpoint: str | None = None,
-) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
-    env.update(
-        OTEL_SERVICE_NAME="servers-test",
-        OTEL_TRACES_EXPORTER="otlp",
-        OTEL_METRICS_EXPORTER="none",
-        OTEL_LOGS_EXPORTER="none",
-        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint or receiver.grpc_endpoint,
-        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
-        OTEL_EXPORTER_OTLP_INSECURE="true",
-        OTEL_BSP_SCHEDULE_DELAY="200",
-        OTEL_PYTHON_EXCLUDED_URLS="health",
-        SERVERS_MARKER_DIR=str(markers),
-        SERVERS_READY_DIR=str(ready),
-        PYTHONUNBUFFERED="1",
-    )
-    if configurator:
-        env["OTEL_PYTHON_CONFIGURATOR"] = configurator
-    return env
 
 
 def launch(
@@ -231,26 +171,41 @@ def launch(
     caller must :meth:`Server.kill` the server whatever happens (the
     ``start_server`` fixture does).
     """
-    receiver.clear()
-    directory.mkdir(parents=True)
-    markers = directory / "markers"
-    markers.mkdir()
-    ready = directory / "ready"
-    ready.mkdir()
-    log = directory / "server.log"
+    env = otel_environment(
+        "servers-test",
+        endpoint or receiver.grpc_endpoint,
+        200,
+        OTEL_PYTHON_EXCLUDED_URLS="health",
+    )
+    if configurator:
+        env["OTEL_PYTHON_CONFIGURATOR"] = configurator
     port = free_port()
     argv = [str(INSTRUMENT), *(part.format(port=port) for part in command)]
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            argv,
-            cwd=HERE,
-            env=server_environment(receiver, configurator, markers, ready, endpoint),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Server(process, port, markers, ready, log, receiver)
+    return start(Server, receiver, directory, argv, cwd=HERE, env=env, folders="SERVERS", port=port)
+
+
+def gunicorn(*options: str) -> list[str]:
+    """gunicorn with ``options``, sync workers and :data:`GRACEFUL_S`, serving ``flask_app``.
+
+    On ``{port}``, configured by ``gunicorn_conf.py`` (workers say they are ready).
+    """
+    return [
+        str(BIN / "gunicorn"),
+        *options,
+        "--worker-class",
+        "sync",
+        "--graceful-timeout",
+        str(GRACEFUL_S),
+        "--bind",
+        "127.0.0.1:{port}",
+        "--chdir",
+        str(HERE),
+        "-c",  # not --config, which opentelemetry-instrument takes for its own --configurator
+        str(HERE / "gunicorn_conf.py"),
+        "--log-level",
+        "info",
+        "flask_app:app",
+    ]
 
 
 def wait_ready(server: Server, timeout: float = 15) -> Server:
@@ -280,6 +235,21 @@ def describe(spans: Sequence[ReceivedSpan]) -> str:
     )
 
 
+def sigterm(server: Server, note: str = "") -> tuple[int, tuple[ReceivedSpan, ...], str]:
+    """SIGTERM to the master; once it exited, its status, the spans and a report for assertions.
+
+    The report: the spans, the client threads' replies, ``note``, the server's output.
+    """
+    server.terminate()
+    returncode = server.wait_exit(GRACEFUL_S + 6)
+    spans = server.spans()
+    return (
+        returncode,
+        spans,
+        f"\n{describe(spans)}\nreplies: {server.replies}{note}{server.output()}",
+    )
+
+
 def assert_no_duplicates(spans: Sequence[ReceivedSpan]) -> None:
     ids = [span.span_id for span in spans]
     assert len(ids) == len(set(ids)), f"a span arrived more than once:\n{describe(spans)}"
@@ -306,10 +276,7 @@ def assert_a_drained_request_is_not_an_error(server: Server, returncode: int) ->
     server.quick(1)
     server.fire(f"/slow?seconds={DRAIN_S}")
     server.wait_for_markers(1)
-    server.terminate()
-    exited = server.wait_exit(GRACEFUL_S + 6)
-    spans = server.spans()
-    report = f"\n{describe(spans)}\nreplies: {server.replies}{server.output()}"
+    exited, spans, report = sigterm(server)
     assert [reply.status for reply in server.replies] == [200], report
     assert_no_duplicates(spans)
     assert_ended_by_app(server_spans(spans, "GET /quick"), 1, "quick request" + report)

@@ -29,9 +29,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.process._launch import free_port
 from tests.receiver import OtlpReceiver
 
-from ._harness import CONFIGURATORS, HERE, describe, free_port, launch
+from ._harness import CONFIGURATORS, HERE, describe, launch
 
 pytestmark = pytest.mark.timeout(40)
 

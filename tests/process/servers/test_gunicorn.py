@@ -12,10 +12,8 @@ from __future__ import annotations
 import pytest
 
 from ._harness import (
-    BIN,
     CONFIGURATORS,
     GRACEFUL_S,
-    HERE,
     SLOW_S,
     Server,
     StartServer,
@@ -23,31 +21,14 @@ from ._harness import (
     assert_ended_by_app,
     assert_no_duplicates,
     assert_sigterm,
-    describe,
+    gunicorn,
     server_spans,
+    sigterm,
 )
 
 WORKERS = 2
 
-GUNICORN = [
-    str(BIN / "gunicorn"),
-    "--preload",
-    "--workers",
-    str(WORKERS),
-    "--worker-class",
-    "sync",
-    "--graceful-timeout",
-    str(GRACEFUL_S),
-    "--bind",
-    "127.0.0.1:{port}",
-    "--chdir",
-    str(HERE),
-    "-c",  # not --config, which opentelemetry-instrument takes for its own --configurator
-    str(HERE / "gunicorn_conf.py"),
-    "--log-level",
-    "info",
-    "flask_app:app",
-]
+GUNICORN = gunicorn("--preload", "--workers", str(WORKERS))
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -69,10 +50,7 @@ def test_requests_running_at_sigterm_arrive_once_as_sigterm(
         server.fire(f"/slow?seconds={SLOW_S}")
     # A sync worker runs one request at a time: two run, the third waits in the backlog.
     running = server.wait_for_markers(WORKERS)
-    server.terminate()
-    returncode = server.wait_exit(GRACEFUL_S + 6)
-    spans = server.spans()
-    report = f"\n{describe(spans)}\nrunning at SIGTERM: {running}{server.output()}"
+    returncode, spans, report = sigterm(server, f"\nrunning at SIGTERM: {running}")
 
     assert_no_duplicates(spans)
     assert_ended_by_app(server_spans(spans, "GET /quick"), 5, "quick requests" + report)

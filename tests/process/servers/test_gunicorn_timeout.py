@@ -15,41 +15,20 @@ from __future__ import annotations
 import pytest
 
 from ._harness import (
-    BIN,
     CONFIGURATORS,
-    GRACEFUL_S,
-    HERE,
     SLOW_S,
     StartServer,
     assert_ended_by_app,
     assert_no_duplicates,
-    describe,
+    gunicorn,
     server_spans,
+    sigterm,
 )
 
 TIMEOUT_S = 2
 """gunicorn ``--timeout``: the master aborts a worker stuck in a request this long."""
 
-GUNICORN = [
-    str(BIN / "gunicorn"),
-    "--workers",
-    "1",
-    "--worker-class",
-    "sync",
-    "--timeout",
-    str(TIMEOUT_S),
-    "--graceful-timeout",
-    str(GRACEFUL_S),
-    "--bind",
-    "127.0.0.1:{port}",
-    "--chdir",
-    str(HERE),
-    "-c",  # not --config, which opentelemetry-instrument takes for its own --configurator
-    str(HERE / "gunicorn_conf.py"),
-    "--log-level",
-    "info",
-    "flask_app:app",
-]
+GUNICORN = gunicorn("--workers", "1", "--timeout", str(TIMEOUT_S))
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -65,10 +44,7 @@ def test_a_request_cut_by_the_worker_timeout_arrives_as_worker_timeout(
     server.wait_for_markers(1)
     aborted = server.receiver.wait_for(lambda spans: bool(server_spans(spans, "GET /slow")), 15)
     replacement = server.wait_for_workers(2)  # the master started another worker
-    server.terminate()
-    server.wait_exit(GRACEFUL_S + 6)
-    spans = server.spans()
-    report = f"\n{describe(spans)}\nworkers: {replacement}{server.output()}"
+    _, spans, report = sigterm(server, f"\nworkers: {replacement}")
 
     assert aborted, report
     log = server.log.read_text(errors="replace")

@@ -15,8 +15,9 @@ import signal
 
 import pytest
 
+from tests.process._launch import BIN
+
 from ._harness import (
-    BIN,
     CONFIGURATORS,
     GRACEFUL_S,
     HERE,
@@ -26,8 +27,8 @@ from ._harness import (
     assert_ended_by_app,
     assert_no_duplicates,
     assert_sigterm,
-    describe,
     server_spans,
+    sigterm,
 )
 
 UVICORN = [
@@ -57,10 +58,7 @@ def test_requests_running_at_sigterm_arrive_once_as_sigterm(
     for _ in range(3):
         server.fire(f"/slow?seconds={SLOW_S}")
     running = server.wait_for_markers(3)
-    server.terminate()
-    returncode = server.wait_exit(GRACEFUL_S + 6)
-    spans = server.spans()
-    report = f"\n{describe(spans)}\nrunning at SIGTERM: {running}{server.output()}"
+    returncode, spans, report = sigterm(server, f"\nrunning at SIGTERM: {running}")
 
     assert_no_duplicates(spans)
     assert_ended_by_app(server_spans(spans, "GET /quick"), 5, "quick requests" + report)

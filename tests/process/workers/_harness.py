@@ -2,34 +2,29 @@
 
 :func:`start_redis` starts a real ``redis-server`` on a free loopback port (the
 broker). :func:`launch` starts a command in its own process group with OTLP/gRPC
-pointed at the embedded receiver and the export tick pinned far beyond any test
-(:data:`SCHEDULE_DELAY_MS`), so every span that arrives was exported by an exit
-path, never by the timer: where the tick falls decides nothing. A
-:class:`Worker` waits on files the app writes and on the receiver, each with a
-deadline, never on a sleep.
+pointed at the embedded receiver (``tests.process._launch``) and the export
+tick pinned far beyond any test (:data:`SCHEDULE_DELAY_MS`), so every span that
+arrives was exported by an exit path, never by the timer: where the tick falls
+decides nothing. A :class:`Worker` waits on files the app writes and on the
+receiver, each with a deadline, never on a sleep.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from tests.process._launch import INSTRUMENT, ProcessGroup, free_port, otel_environment, start
 from tests.receiver import OtlpReceiver, ReceivedSpan
 
 HERE = Path(__file__).parent
-BIN = Path(sys.executable).parent
-INSTRUMENT = BIN / "opentelemetry-instrument"
 
 SCHEDULE_DELAY_MS = 60_000
 """``OTEL_BSP_SCHEDULE_DELAY`` of the apps: no export tick within a test."""
@@ -39,13 +34,6 @@ REDIS_MISSING = (
     "apt-get update && apt-get install -y redis-server (Debian, Ubuntu; CI's .ci/run does it), "
     "or brew install redis (macOS)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def start_redis(directory: Path, timeout: float = 10) -> tuple[subprocess.Popen[bytes], str]:
@@ -87,15 +75,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(5)
 
 
-@dataclass
-class Worker:
+class Worker(ProcessGroup):
     """A process group started by :func:`launch`."""
-
-    process: subprocess.Popen[bytes]
-    markers: Path
-    ready: Path
-    log: Path
-    receiver: OtlpReceiver
 
     def wait_ready(self, timeout: float = 20) -> Worker:
         """Wait until the app wrote ``ready`` (a Celery worker: ``worker_ready``)."""
@@ -106,16 +87,6 @@ class Worker:
         """Wait until ``count`` tasks are running; their markers, ``<label>-<pid>``."""
         self._wait(lambda: len(list(self.markers.iterdir())) >= count, timeout, "tasks not running")
         return sorted(path.name for path in self.markers.iterdir())
-
-    def _wait(self, done: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if done():
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        pytest.fail(f"{what} within {timeout} s: {self.output()}")
 
     def send_signal(self, signum: int) -> None:
         """``signum`` to the process started (Celery's main process)."""
@@ -139,34 +110,10 @@ class Worker:
             pytest.fail(f"spans {sorted(names)} did not arrive:\n{describe(spans)}{self.output()}")
         return self.receiver.spans()
 
-    def output(self) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n--- app output (last 3000 chars) ---\n" + text[-3000:]
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: the main process and any child it left behind."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
-
-
-def environment(receiver: OtlpReceiver, markers: Path, ready: Path) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
-    env.update(
-        OTEL_SERVICE_NAME="workers-test",
-        OTEL_TRACES_EXPORTER="otlp",
-        OTEL_METRICS_EXPORTER="none",
-        OTEL_LOGS_EXPORTER="none",
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.grpc_endpoint,
-        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
-        OTEL_EXPORTER_OTLP_INSECURE="true",
-        OTEL_BSP_SCHEDULE_DELAY=str(SCHEDULE_DELAY_MS),
-        WORKERS_MARKER_DIR=str(markers),
-        WORKERS_READY_DIR=str(ready),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    def received(self) -> tuple[tuple[ReceivedSpan, ...], str]:
+        """The spans received, and a report of them and of the app's output (for assertions)."""
+        spans = self.receiver.spans()
+        return spans, f"\n{describe(spans)}{self.output()}"
 
 
 def launch(
@@ -177,24 +124,16 @@ def launch(
     ``env`` adds to the environment. The caller must :meth:`Worker.kill` it
     whatever happens (the ``start_worker`` fixture does).
     """
-    receiver.clear()
-    directory.mkdir(parents=True)
-    markers = directory / "markers"
-    markers.mkdir()
-    ready = directory / "ready"
-    ready.mkdir()
-    log = directory / "app.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(INSTRUMENT), *command],
-            cwd=HERE,
-            env={**environment(receiver, markers, ready), **env},
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Worker(process, markers, ready, log, receiver)
+    environment = otel_environment("workers-test", receiver.grpc_endpoint, SCHEDULE_DELAY_MS)
+    return start(
+        Worker,
+        receiver,
+        directory,
+        [str(INSTRUMENT), *command],
+        cwd=HERE,
+        env={**environment, **env},
+        folders="WORKERS",
+    )
 
 
 def describe(spans: Sequence[ReceivedSpan]) -> str:

@@ -19,15 +19,10 @@ from typing import Any
 
 import pytest
 
-from ._harness import (
-    BIN,
-    Worker,
-    assert_ended_by_app,
-    assert_finalized,
-    assert_once_each,
-    describe,
-    named,
-)
+from tests.process._launch import BIN
+from tests.receiver import ReceivedSpan
+
+from ._harness import Worker, assert_ended_by_app, assert_finalized, assert_once_each, named
 from .conftest import StartApp
 
 pytestmark = pytest.mark.timeout(60)
@@ -84,10 +79,36 @@ def assert_tasks(spans: Sequence[Any], task: str, count: int, report: str) -> No
     ), report
 
 
-def stop_warm(worker: Worker) -> None:
-    """SIGTERM to the main process: Celery's warm shutdown, the idle children exit."""
+def every_child_busy(start_worker: Any, producer: Any, queue: str, seconds: float) -> Worker:
+    """A worker started, each of its children running a ``slow`` task of ``seconds``."""
+    worker: Worker = start_worker()
+    for label in ("a", "b"):  # one for each of the CONCURRENCY children
+        send(producer, queue, "slow", seconds, label)
+    worker.wait_for_markers(CONCURRENCY)
+    return worker
+
+
+def task_spans(task: str, count: int = 1) -> list[str]:
+    """The span names of ``count`` ``task`` tasks: ``run/tasks_app.<task>``, ``<task>.work``."""
+    return [f"run/tasks_app.{task}", f"{task}.work"] * count
+
+
+def received_once(worker: Worker, task: str, count: int) -> tuple[tuple[ReceivedSpan, ...], str]:
+    """The spans received, each once, those of ``count`` ``task`` tasks among them; and a report."""
+    spans, report = worker.received()
+    assert_once_each(spans)
+    assert_tasks(spans, task, count, report)
+    return spans, report
+
+
+def stop_warm(worker: Worker, task: str, count: int) -> tuple[tuple[ReceivedSpan, ...], str]:
+    """SIGTERM to the main process: Celery's warm shutdown, the idle children exit.
+
+    Then what :func:`received_once` returns.
+    """
     worker.send_signal(signal.SIGTERM)
     assert worker.wait_exit(20) == 0, worker.output()
+    return received_once(worker, task, count)
 
 
 def test_children_recycled_after_each_task_export_every_span(
@@ -97,30 +118,18 @@ def test_children_recycled_after_each_task_export_every_span(
     worker = start_worker("--max-tasks-per-child", "1")
     for number in range(QUICK_TASKS):
         send(producer, queue, "quick", number)
-    names = ["run/tasks_app.quick", "quick.work"] * QUICK_TASKS
-    worker.wait_for_spans(names, timeout=30)
-    stop_warm(worker)
-    spans = worker.receiver.spans()
-    report = f"\n{describe(spans)}{worker.output()}"
+    worker.wait_for_spans(task_spans("quick", QUICK_TASKS), timeout=30)
+    spans, report = stop_warm(worker, "quick", QUICK_TASKS)
 
-    assert_once_each(spans)
-    assert_tasks(spans, "quick", QUICK_TASKS, report)
     assert_ended_by_app(spans, report)
 
 
 def test_a_warm_shutdown_exports_the_tasks_it_lets_finish(
     start_worker: Any, producer: Any, queue: str
 ) -> None:
-    worker = start_worker()
-    for label in ("a", "b"):
-        send(producer, queue, "slow", SLOW_S, label)
-    worker.wait_for_markers(CONCURRENCY)
-    stop_warm(worker)
-    spans = worker.receiver.spans()
-    report = f"\n{describe(spans)}{worker.output()}"
+    worker = every_child_busy(start_worker, producer, queue, SLOW_S)
+    spans, report = stop_warm(worker, "slow", CONCURRENCY)
 
-    assert_once_each(spans)
-    assert_tasks(spans, "slow", CONCURRENCY, report)
     assert_ended_by_app(spans, report)
 
 
@@ -135,13 +144,9 @@ def test_a_hard_time_limit_ends_the_task_as_time_limit_exceeded(
     worker = start_worker()
     send(producer, queue, "limited", "limited")
     worker.wait_for_markers(1)
-    worker.wait_for_spans(["run/tasks_app.limited", "limited.work"])
-    stop_warm(worker)
-    spans = worker.receiver.spans()
-    report = f"\n{describe(spans)}{worker.output()}"
+    worker.wait_for_spans(task_spans("limited"))
+    spans, report = stop_warm(worker, "limited", 1)
 
-    assert_once_each(spans)
-    assert_tasks(spans, "limited", 1, report)
     assert_finalized(spans, "TimeLimitExceeded", report)
     assert "Hard time limit (1s) exceeded" in worker.output(), report
 
@@ -150,17 +155,11 @@ def test_a_cold_shutdown_ends_the_running_tasks_as_cold_shutdown(
     start_worker: Any, producer: Any, queue: str
 ) -> None:
     """SIGQUIT to the main process: Celery cancels the running tasks, SIGTERMing their children."""
-    worker = start_worker()
-    for label in ("a", "b"):
-        send(producer, queue, "slow", STUCK_S, label)
-    worker.wait_for_markers(CONCURRENCY)
+    worker = every_child_busy(start_worker, producer, queue, STUCK_S)
     worker.send_signal(signal.SIGQUIT)
     worker.wait_exit(20)
-    spans = worker.receiver.spans()
-    report = f"\n{describe(spans)}{worker.output()}"
+    spans, report = received_once(worker, "slow", CONCURRENCY)
 
-    assert_once_each(spans)
-    assert_tasks(spans, "slow", CONCURRENCY, report)
     assert_finalized(spans, "cold_shutdown", report)
 
 
@@ -171,13 +170,9 @@ def test_revoke_with_terminate_ends_the_task_as_task_revoked_error(
     task_id = send(producer, queue, "slow", STUCK_S, "revoked")
     worker.wait_for_markers(1)
     producer.control.revoke(task_id, terminate=True)
-    worker.wait_for_spans(["run/tasks_app.slow", "slow.work"])
-    stop_warm(worker)
-    spans = worker.receiver.spans()
-    report = f"\n{describe(spans)}{worker.output()}"
+    worker.wait_for_spans(task_spans("slow"))
+    spans, report = stop_warm(worker, "slow", 1)
 
-    assert_once_each(spans)
-    assert_tasks(spans, "slow", 1, report)
     assert_finalized(spans, "TaskRevokedError", report)
 
 
@@ -189,11 +184,7 @@ def test_a_child_terminated_by_anyone_else_ends_its_task_as_sigterm(
     send(producer, queue, "slow", STUCK_S, "killed")
     [marker] = worker.wait_for_markers(1)
     os.kill(int(marker.rpartition("-")[2]), signal.SIGTERM)
-    worker.wait_for_spans(["run/tasks_app.slow", "slow.work"])
-    stop_warm(worker)
-    spans = worker.receiver.spans()
-    report = f"\n{describe(spans)}{worker.output()}"
+    worker.wait_for_spans(task_spans("slow"))
+    spans, report = stop_warm(worker, "slow", 1)
 
-    assert_once_each(spans)
-    assert_tasks(spans, "slow", 1, report)
     assert_finalized(spans, "SIGTERM", report)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ._harness import assert_ended_by_app, assert_once_each, describe, named
+from ._harness import assert_ended_by_app, assert_once_each, named
 from .conftest import StartApp
 from .pool_app import TASKS
 
@@ -21,8 +21,7 @@ pytestmark = pytest.mark.timeout(60)
 def test_children_of_process_pools_export_every_span(start_app: StartApp) -> None:
     app = start_app([sys.executable, "pool_app.py"], {})
     returncode = app.wait_exit(40)
-    spans = app.receiver.spans()
-    report = f"\n{describe(spans)}{app.output()}"
+    spans, report = app.received()
 
     assert returncode == 0, report
     assert_once_each(spans)
