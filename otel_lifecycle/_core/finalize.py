@@ -12,7 +12,7 @@ stamped there are exported as a :func:`stamped` copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -136,6 +136,7 @@ def stamped(
     *,
     finalized: bool,
     end_time: int | None = None,
+    being_set: Mapping[str, object] | None = None,
 ) -> ReadableSpan:
     """A copy of ``span`` with status ERROR and ``reason``, for export.
 
@@ -144,7 +145,9 @@ def stamped(
     their lock is held by the thread a dying process interrupted (``end_time``
     ends the copy), or the finalizer's ``end()`` did not reach the processor's
     ``_on_ending`` (a processor wrapping it that does not forward that hook).
-    The span's own conversation id is kept.
+    The span's own conversation id is kept. ``being_set``: an attribute the
+    interrupted thread was writing (the SDK deletes a key before it writes it
+    again, so the span may lack it for a moment).
     """
     values = _values(span)
     if CONVERSATION_ID in values:
@@ -152,7 +155,7 @@ def stamped(
     extra = reason_attributes(reason, conversation_id, finalized=finalized)
     return _copy(
         span,
-        {**values, **extra},
+        {**values, **(being_set or {}), **extra},
         reason.status,
         end_time,
     )

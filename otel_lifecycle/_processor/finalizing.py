@@ -228,9 +228,16 @@ class Finalizer:
             return None
         used = reason if mark is None else mark.reason
         conversation_id = self._conversations.of_span(span)
-        self._emit_priority(
-            stamped(span, used, conversation_id, finalized=True, end_time=time.time_ns())
+        being_set = _attribute_being_set(span, sys._getframe(1))
+        copy = stamped(
+            span,
+            used,
+            conversation_id,
+            finalized=True,
+            end_time=time.time_ns(),
+            being_set=being_set,
         )
+        self._emit_priority(copy)
         return used
 
     def _deliver_interrupted_endings(self) -> None:
@@ -371,3 +378,19 @@ def _lock_is_free(span: Span) -> bool:
         return False
     lock.release()
     return True
+
+
+def _attribute_being_set(span: Span, frame: FrameType | None) -> dict[str, object]:
+    """The attribute this thread's interrupted frames were writing into ``span``, if any.
+
+    The SDK's ``BoundedAttributes._setitem_locked`` deletes a key before it
+    writes it again: a signal in between finds the span without it. Reading
+    this thread's own frames is safe: they do not run meanwhile.
+    """
+    attributes = span._attributes
+    while frame is not None:
+        local = frame.f_locals if frame.f_code.co_name == "_setitem_locked" else {}
+        if local.get("self") is attributes and isinstance(local.get("key"), str):
+            return {local["key"]: local.get("value")}
+        frame = frame.f_back
+    return {}

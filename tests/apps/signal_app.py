@@ -13,6 +13,8 @@ the test signals it. Scenarios:
   its events' lock (interrupted inside ``add_event``).
 - ``stream``: 400 roots ended, 2 roots open in blocked threads, and one root in
   flight whose open child the main thread streams tokens to, forever.
+- ``interrupted-set``: SIGTERM (sent by the app itself, from a trace function)
+  lands in the SDK's attribute store after it deleted the key it is writing again.
 - ``fork``: a span started here is ended in a forked child; both processes exit
   normally.
 - ``drain``: the app handles SIGTERM itself, like a server draining: it ends
@@ -27,6 +29,8 @@ import signal
 import sys
 import threading
 import time
+from types import FrameType
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
@@ -130,6 +134,24 @@ def stream() -> None:
                 token += 1
 
 
+def interrupted_set() -> None:
+    """Rewrite an attribute; the signal lands between the SDK's delete and its write."""
+    span = tracer.start_span("interrupted.root", attributes={"gen_ai.usage.output_tokens": 1})
+
+    def trace_lines(frame: FrameType, event: str, arg: Any) -> Any:  # sys.settrace's type
+        if frame.f_code.co_name != "_setitem_locked":
+            return None
+        if event == "line" and frame.f_locals["key"] not in frame.f_locals["self"]._dict:
+            sys.settrace(None)
+            os.kill(os.getpid(), signal.SIGTERM)  # handled at the next bytecode, right here
+        return trace_lines
+
+    ready()
+    sys.settrace(trace_lines)
+    span.set_attribute("gen_ai.usage.output_tokens", 2)
+    idle()
+
+
 def fork() -> None:
     """The child ends one of the parent's spans and leaves one of its own open."""
     root = tracer.start_span("parent.root")
@@ -169,6 +191,8 @@ if __name__ == "__main__":
         stream()
     elif SCENARIO == "fork":
         fork()
+    elif SCENARIO == "interrupted-set":
+        interrupted_set()
     elif SCENARIO == "drain":
         drain()
     else:

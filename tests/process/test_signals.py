@@ -190,6 +190,16 @@ def test_sigterm_interrupting_a_stream_of_set_attribute(
     assert isinstance(stream.attributes["gen_ai.usage.output_tokens"], int)
 
 
+def test_sigterm_between_the_sdks_delete_and_write_of_an_attribute_keeps_the_attribute(
+    receiver: OtlpReceiver,
+) -> None:
+    """The copy of a span whose lock the dying thread holds has the value it was writing."""
+    outcome = run_app("interrupted-set", receiver)
+    assert outcome.returncode == -signal.SIGTERM, outcome.stderr
+    assert reasons(outcome) == {"interrupted.root": SIGTERMED}
+    assert outcome.spans["interrupted.root"].attributes["gen_ai.usage.output_tokens"] == 2
+
+
 def test_sigint_interrupting_a_stream_unwinds_and_exits_without_a_stall(
     receiver: OtlpReceiver,
 ) -> None:
