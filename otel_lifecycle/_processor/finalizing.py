@@ -40,6 +40,7 @@ from otel_lifecycle._core.endings import EXPORTED, Claim, Ending, Inherited, Mar
 from otel_lifecycle._core.export import ExportPath
 from otel_lifecycle._core.finalize import Reason, stamp, stamped
 from otel_lifecycle._core.forks import Forks
+from otel_lifecycle._core.interrupted import attribute_being_set, lock_is_free
 from otel_lifecycle._core.open_spans import OpenSpans, finalization_order
 from otel_lifecycle._core.span_context import SPAN_ID
 from otel_lifecycle._core.stats import Counters
@@ -205,7 +206,7 @@ class Finalizer:
         span_id = span._context[SPAN_ID]  # type: ignore[index]
         if not self._path.wait_for_room(deadline):
             return None
-        if in_handler and not _lock_is_free(span):
+        if in_handler and not lock_is_free(span):
             return self._export_held(span, span_id, reason) if dying else None
         if self.open.claim(span_id) is None:
             return None
@@ -228,7 +229,7 @@ class Finalizer:
             return None
         used = reason if mark is None else mark.reason
         conversation_id = self._conversations.of_span(span)
-        being_set = _attribute_being_set(span, sys._getframe(1))
+        being_set = attribute_being_set(span, sys._getframe(1))
         copy = stamped(
             span,
             used,
@@ -369,28 +370,3 @@ class _Run:
         done = threading.Event()
         self.waiters.append(done)
         return self.ended or done.wait(deadline.remaining())
-
-
-def _lock_is_free(span: Span) -> bool:
-    """Whether nobody holds the span's own lock now (pinned by a test against the SDK)."""
-    lock = span._lock
-    if not lock.acquire(blocking=False):
-        return False
-    lock.release()
-    return True
-
-
-def _attribute_being_set(span: Span, frame: FrameType | None) -> dict[str, object]:
-    """The attribute this thread's interrupted frames were writing into ``span``, if any.
-
-    The SDK's ``BoundedAttributes._setitem_locked`` deletes a key before it
-    writes it again: a signal in between finds the span without it. Reading
-    this thread's own frames is safe: they do not run meanwhile.
-    """
-    attributes = span._attributes
-    while frame is not None:
-        local = frame.f_locals if frame.f_code.co_name == "_setitem_locked" else {}
-        if local.get("self") is attributes and isinstance(local.get("key"), str):
-            return {local["key"]: local.get("value")}
-        frame = frame.f_back
-    return {}

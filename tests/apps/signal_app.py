@@ -137,11 +137,13 @@ def stream() -> None:
 def interrupted_set() -> None:
     """Rewrite an attribute; the signal lands between the SDK's delete and its write."""
     span = tracer.start_span("interrupted.root", attributes={"gen_ai.usage.output_tokens": 1})
+    attributes = span._attributes  # type: ignore[attr-defined]  # the SDK's private store
 
     def trace_lines(frame: FrameType, event: str, arg: Any) -> Any:  # sys.settrace's type
-        if frame.f_code.co_name != "_setitem_locked":
+        # The SDK deletes the key in __setitem__ up to 1.40, in _setitem_locked since.
+        if frame.f_locals.get("self") is not attributes:
             return None
-        if event == "line" and frame.f_locals["key"] not in frame.f_locals["self"]._dict:
+        if event == "line" and "gen_ai.usage.output_tokens" not in attributes:  # type: ignore[operator]
             sys.settrace(None)
             os.kill(os.getpid(), signal.SIGTERM)  # handled at the next bytecode, right here
         return trace_lines
@@ -149,7 +151,7 @@ def interrupted_set() -> None:
     ready()
     sys.settrace(trace_lines)
     span.set_attribute("gen_ai.usage.output_tokens", 2)
-    idle()
+    sys.exit("the SDK never left the key deleted: the signal was not sent")
 
 
 def fork() -> None:
