@@ -33,7 +33,7 @@ RECOVER_EXIT_CODES = {
     RECOVERED: "at least one root span was recovered and exported",
     NOTHING_TO_RECOVER: "the journal holds no root span of a crashed process",
     USAGE: "bad usage: an unknown option, or no journal given",
-    EXPORT_FAILED: "the export failed; the root spans stay in the journal",
+    EXPORT_FAILED: "the export failed; the spans stay in the journal",
     UNUSABLE_JOURNAL: "the journal does not exist, is not an otel_lifecycle journal "
     "(left untouched), is damaged (moved aside) or cannot be read",
 }
@@ -70,9 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     codes = "\n".join(f"  {code}  {meaning}" for code, meaning in RECOVER_EXIT_CODES.items())
     recover_parser = commands.add_parser(
         "recover",
-        help="export the open root spans of crashed processes from a crash journal, once",
+        help="export the open spans of crashed processes from a crash journal, once",
         description="Export, through the standard OTEL_EXPORTER_OTLP_* configuration, the "
-        "root spans left open in a crash journal by processes that are gone. The journal "
+        "spans left open in a crash journal by processes that are gone. The journal "
         "is never created.",
         epilog=f"exit status:\n{codes}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -106,7 +106,7 @@ def run_recover(journal: str | None) -> int:
     if not count:
         print(f"nothing to recover in {path}")
         return NOTHING_TO_RECOVER
-    print(f"recovered {count} root span(s) from {path}")
+    print(f"recovered {count} span(s) from {path}")
     return RECOVERED
 
 

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from otel_lifecycle._core import bounded
 from otel_lifecycle._core.deadline import Deadline
+from otel_lifecycle._core.export import Exported
 
 
 class DelegatePath:
@@ -34,6 +35,8 @@ class DelegatePath:
 
     def __init__(self, processor: SpanProcessor) -> None:
         self.processor = processor
+        self.exported: Exported | None = None
+        """Told of each span handed over: the processor exports it by its own rules."""
         self._deferring = False
         self._deferred: deque[ReadableSpan] = deque()
         bounded.reserve()
@@ -48,6 +51,8 @@ class DelegatePath:
         if self._deferred:
             self._hand_over()
         self.processor.on_end(span)
+        if self.exported is not None:
+            self.exported((span,))
         return True
 
     emit_priority = emit
@@ -65,6 +70,8 @@ class DelegatePath:
             except IndexError:
                 return
             self.processor.on_end(span)
+            if self.exported is not None:
+                self.exported((span,))
 
     def wait_for_room(self, deadline: Deadline) -> bool:
         """The processor has its own queue: there is always room here."""

@@ -20,7 +20,8 @@ shutdown waits on an event of its own, so the caller's deadline always holds,
 even when the exporter hangs: the worker itself calls ``exporter.shutdown()``
 after its last export, and a caller whose budget runs out first returns. Spans
 a failed export or a shutdown out of time leaves behind are handed to ``lost``
-(counted and named by ``_core.losses``).
+(counted and named by ``_core.losses``); each batch the exporter took, to
+``exported``.
 
 The ``OTEL_BSP_*`` variables mean exactly what they mean for the SDK's
 ``BatchSpanProcessor`` (``_core.batching``).
@@ -52,6 +53,9 @@ _logger = logging.getLogger(__name__)
 PRIORITY_FACTOR = 32
 """The priority lane holds this many times ``OTEL_BSP_MAX_QUEUE_SIZE`` spans."""
 
+Exported = Callable[[Sequence[ReadableSpan]], None]
+"""Told of spans the export path handed to its exporter, which took them."""
+
 Position = tuple[int, int]
 """A count of spans for each lane, the priority lane first."""
 
@@ -60,6 +64,8 @@ class ExportPath(Protocol):
     """Where the processor sends ended spans: this stage, or a delegate span processor."""
 
     closed: bool
+    exported: Exported | None
+    """Told of what left (the crash journal lets its rows go); None: nobody asks."""
 
     def emit(self, span: ReadableSpan) -> bool:
         """Queue an ordinary span; False if it was dropped."""
@@ -99,6 +105,7 @@ class ExportStage:
         self.exporter = exporter
         self._lost = lost
         """Told of the spans the stage could not export (``_core.losses``), with why."""
+        self.exported: Exported | None = None
         self.max_queue_size, delay_millis, self._batch_size = batch_settings(
             max_queue_size, schedule_delay_millis, max_export_batch_size
         )
@@ -291,6 +298,8 @@ class ExportStage:
             detach(token)
         if not exported:
             self._lost("export_failed", batch)
+        elif self.exported is not None:
+            self.exported(batch)
 
     def _restart_after_fork(self) -> None:
         """In a forked child: the parent's queued spans are the parent's; start a new worker."""

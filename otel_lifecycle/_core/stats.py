@@ -42,6 +42,9 @@ class LifecycleStats:
     """Spans still queued or being exported when ``shutdown()`` ran out of time."""
     internal_errors: int
     """Errors inside the processor that were caught instead of reaching the application."""
+    journal_stopped: int
+    """1 if the crash journal was configured and turned off in this process (it could not
+    be used, or its writer failed; one warning said why), else 0."""
 
 
 COUNTED = (
@@ -53,6 +56,7 @@ COUNTED = (
     "export_failed",
     "unexported_at_shutdown",
     "internal_errors",
+    "journal_stopped",
 )
 
 _METRIC_OF = {

@@ -7,7 +7,7 @@ one recovery from the crash journal. The line says how many spans and why
 
     finalized 3 open span(s) at shutdown (error.type=shutdown)
     finalized 3 open span(s) at shutdown (error.type=shutdown: 2, ValueError: 1)
-    recovered 2 root span(s) of crashed processes from j.db (error.type=process_crash)
+    recovered 2 span(s) of crashed processes from j.db (error.type=process_crash)
 
 The second form is a batch whose spans keep reasons of their own (marked by
 SIGINT or an unhandled exception before they were finalized).
@@ -56,14 +56,14 @@ def log_finalized(reason: Reason, ended: Mapping[str, int]) -> None:
 
 
 def report_recovered(count: int, path: str) -> None:
-    """Count and log ``count`` roots recovered from the crash journal at ``path``.
+    """Count and log ``count`` spans recovered from the crash journal at ``path``.
 
     Counted here, for the metrics, because the journal belongs to no
     processor's counters.
     """
     TOTALS.add(RECOVERED, None, count)
     _logger.warning(
-        "otel_lifecycle: recovered %s root span(s) of crashed processes from %s (error.type=%s)",
+        "otel_lifecycle: recovered %s span(s) of crashed processes from %s (error.type=%s)",
         count,
         path,
         PROCESS_CRASH.error_type,

@@ -1,10 +1,11 @@
-"""The crash journal's record of an open local root, and the span re-created from it.
+"""The crash journal's record of an open span, and the span re-created from it.
 
-A record is JSON holding everything needed to export the root as a finished span
-after its process died: name, kind, start time, trace flags and state, the
-remote parent if any, attributes, resource, instrumentation scope and
-conversation id. Attribute values are primitives or sequences of them; JSON
-turns sequences into lists, which ``recovered_span`` turns back into tuples.
+A record is JSON holding everything needed to export the span as a finished
+span after its process died: name, kind, start time, trace flags and state, the
+parent if any (local or remote), attributes, resource, instrumentation scope,
+conversation id, and, once a recoverer adopted it, its ending (``ended``).
+Attribute values are primitives or sequences of them; JSON turns sequences into
+lists, which ``recovered_span`` turns back into tuples.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from otel_lifecycle._journal.store import ClaimedRoot
 
 
 def encode_root(span: Span, conversation_id: str | None) -> str:
-    """The JSON record of the open local root ``span``."""
+    """The JSON record of the open span ``span``."""
     context = span.get_span_context()
     parent = span.parent
     scope = span.instrumentation_scope
@@ -35,7 +36,12 @@ def encode_root(span: Span, conversation_id: str | None) -> str:
         "trace_state": list(context.trace_state.items()),
         "parent": None
         if parent is None
-        else [parent.span_id, int(parent.trace_flags), list(parent.trace_state.items())],
+        else [
+            parent.span_id,
+            int(parent.trace_flags),
+            list(parent.trace_state.items()),
+            parent.is_remote,
+        ],
         "attributes": dict(span.attributes or {}),
         "resource": dict(span.resource.attributes),
         "resource_schema_url": span.resource.schema_url,
@@ -46,9 +52,10 @@ def encode_root(span: Span, conversation_id: str | None) -> str:
 
 
 def recovered_span(root: ClaimedRoot) -> ReadableSpan:
-    """The finished span for a root whose process died: ERROR, ``process_crash``.
+    """The finished span for a span whose process died: ERROR, ``process_crash``.
 
-    It ends at its owner's last heartbeat, never before it started.
+    It ends at its owner's last heartbeat (kept in the record by the first
+    recoverer that adopted it), never before it started.
     """
     trace_id, span_id = root.trace_id, root.span_id
     data = json.loads(root.record)
@@ -71,7 +78,7 @@ def recovered_span(root: ClaimedRoot) -> ReadableSpan:
         else SpanContext(
             trace_id,
             parent[0],
-            is_remote=True,
+            is_remote=parent[3] if len(parent) > 3 else True,
             trace_flags=TraceFlags(parent[1]),
             trace_state=TraceState(parent[2]),
         ),
@@ -80,7 +87,7 @@ def recovered_span(root: ClaimedRoot) -> ReadableSpan:
         kind=SpanKind[data["kind"]],
         status=PROCESS_CRASH.status,
         start_time=start_time,
-        end_time=max(root.heartbeat_ns, start_time),
+        end_time=max(int(data.get("ended", root.heartbeat_ns)), start_time),
         instrumentation_scope=None if scope is None else InstrumentationScope(*scope),
     )
 

@@ -62,8 +62,7 @@ def recover(
                 result = exporter.export([recovered_span(root) for root in claimed])
                 if result is not SpanExportResult.SUCCESS:
                     raise RecoveryError(
-                        f"could not export {len(claimed)} recovered root span(s); "
-                        f"they stay in {path}"
+                        f"could not export {len(claimed)} recovered span(s); they stay in {path}"
                     )
     except sqlite3.Error as error:
         raise UnusableJournalError(f"cannot read the crash journal {path}: {error}") from error

@@ -25,6 +25,7 @@ moved or changed.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -32,10 +33,12 @@ import socket
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote
+
+from opentelemetry.trace import format_span_id, format_trace_id
 
 _logger = logging.getLogger(__name__)
 
@@ -258,6 +261,37 @@ def retire(connection: sqlite3.Connection, owner: str) -> None:
     connection.execute("COMMIT")
 
 
+def _gone_owners(
+    connection: sqlite3.Connection, me: str | None, now_ns: int, stale_after_ns: int
+) -> dict[str, int]:
+    """Each owner that is gone, with its last heartbeat."""
+    owners = connection.execute("SELECT owner, pid, host, heartbeat_ns FROM owners").fetchall()
+    return {
+        owner: heartbeat_ns
+        for owner, pid, host, heartbeat_ns in owners
+        if owner != me and _is_gone(owner, pid, host, now_ns - heartbeat_ns, stale_after_ns)
+    }
+
+
+def _roots_of(connection: sqlite3.Connection, gone: dict[str, int]) -> list[ClaimedRoot]:
+    claimed: list[ClaimedRoot] = []
+    for owner, heartbeat_ns in gone.items():
+        rows = connection.execute(
+            "SELECT trace_id, span_id, record FROM roots WHERE owner = ?", (owner,)
+        ).fetchall()
+        claimed.extend(
+            ClaimedRoot(int(trace_id, 16), int(span_id, 16), record, heartbeat_ns)
+            for trace_id, span_id, record in rows
+        )
+    return claimed
+
+
+def _forget(connection: sqlite3.Connection, owners: Iterable[str]) -> None:
+    keys = [(owner,) for owner in owners]
+    connection.executemany("DELETE FROM roots WHERE owner = ?", keys)
+    connection.executemany("DELETE FROM owners WHERE owner = ?", keys)
+
+
 @contextmanager
 def claim_crashed(
     connection: sqlite3.Connection, me: str | None, now_ns: int, stale_after_ns: int
@@ -269,28 +303,50 @@ def claim_crashed(
     """
     connection.execute("BEGIN IMMEDIATE")
     try:
-        owners = connection.execute("SELECT owner, pid, host, heartbeat_ns FROM owners").fetchall()
-        gone = {
-            owner: heartbeat_ns
-            for owner, pid, host, heartbeat_ns in owners
-            if owner != me and _is_gone(owner, pid, host, now_ns - heartbeat_ns, stale_after_ns)
-        }
-        claimed: list[ClaimedRoot] = []
-        for owner, heartbeat_ns in gone.items():
-            rows = connection.execute(
-                "SELECT trace_id, span_id, record FROM roots WHERE owner = ?", (owner,)
-            ).fetchall()
-            claimed.extend(
-                ClaimedRoot(int(trace_id, 16), int(span_id, 16), record, heartbeat_ns)
-                for trace_id, span_id, record in rows
-            )
-        yield claimed
-        connection.executemany("DELETE FROM roots WHERE owner = ?", [(owner,) for owner in gone])
-        connection.executemany("DELETE FROM owners WHERE owner = ?", [(owner,) for owner in gone])
+        gone = _gone_owners(connection, me, now_ns, stale_after_ns)
+        yield _roots_of(connection, gone)
+        _forget(connection, gone)
     except BaseException:
         connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")
+
+
+def adopt_crashed(
+    connection: sqlite3.Connection, me: str, now_ns: int, stale_after_ns: int
+) -> list[ClaimedRoot]:
+    """Make ``me`` the owner of every root whose owner is gone, ended at its last heartbeat.
+
+    The roots stay in the journal, under ``me``, until ``me`` exported them: if
+    ``me`` dies first, the next recoverer takes them with their first ending.
+    Reads without the write lock when nobody is gone (the usual case).
+    """
+    if not _gone_owners(connection, me, now_ns, stale_after_ns):
+        return []
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        gone = _gone_owners(connection, me, now_ns, stale_after_ns)
+        adopted = [ended(root) for root in _roots_of(connection, gone)]
+        connection.executemany(
+            "UPDATE roots SET owner = ?, record = ? WHERE trace_id = ? AND span_id = ?",
+            [
+                (me, root.record, format_trace_id(root.trace_id), format_span_id(root.span_id))
+                for root in adopted
+            ],
+        )
+        _forget(connection, gone)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+    return adopted
+
+
+def ended(root: ClaimedRoot) -> ClaimedRoot:
+    """``root`` with its ending (its owner's last heartbeat) kept in its record."""
+    record = json.loads(root.record)
+    record.setdefault("ended", root.heartbeat_ns)
+    return replace(root, record=json.dumps(record, separators=(",", ":")))
 
 
 def _is_gone(owner: str, pid: int, host: str, silent_ns: int, stale_after_ns: int) -> bool:

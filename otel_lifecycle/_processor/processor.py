@@ -1,7 +1,7 @@
 """``LifecycleSpanProcessor``: tracks open spans and finalizes them exactly once, with a reason.
 
-1. ``on_start``: the conversation id; a local root's start, thread, journal
-   record and watchdog; then, last, one dict set (``_core.open_spans``).
+1. ``on_start``: the conversation id; a local root's start, thread and
+   watchdog; the journal record; then, last, one dict set (``_core.open_spans``).
 2. ``on_end``: a span with a pending ending (``_core.endings``) is settled first
    (``finalizing``); then one dict pop, which makes this call the span's
    exporter; then local roots, finalized spans and markers go to the export
@@ -155,8 +155,12 @@ class LifecycleSpanProcessor(SpanProcessor):
         self._journal: Journal | None = None
         if settings.journal is not None:
             self._journal = Journal(
-                settings.journal, self._emit_priority, self._conversations.of_span
+                settings.journal,
+                self._emit_priority,
+                self._conversations.of_span,
+                stopped=lambda: self._counters.add("journal_stopped"),
             )
+            self._path.exported = self._journal.exported
             self._journal.start()
         register(self)
 
@@ -190,7 +194,9 @@ class LifecycleSpanProcessor(SpanProcessor):
                         span_id = context[SPAN_ID]
                         parent = span._parent
                         if parent is None or parent[IS_REMOTE]:
-                            self._root_started(span, span_id)
+                            self._root_started(span_id)
+                        if self._journal is not None:
+                            self._journal.opened(span)
                         spans[span_id] = span
                     else:
                         self._counters.add("untracked")
@@ -204,12 +210,10 @@ class LifecycleSpanProcessor(SpanProcessor):
             except Exception as error:  # noqa: BLE001
                 self._internal_error("delegate.on_start", error)
 
-    def _root_started(self, span: Span, span_id: int) -> None:
+    def _root_started(self, span_id: int) -> None:
         self._open.roots[span_id] = (self._clock(), get_ident())
         if self._watchdog is not None:
             self._watchdog.on_root_started()
-        if self._journal is not None:
-            self._journal.opened(span)
 
     def _on_ending(self, span: Span) -> None:
         """Stamp a span its finalizer is ending; forward to a delegate that has this hook."""
@@ -238,8 +242,6 @@ class LifecycleSpanProcessor(SpanProcessor):
             if parent is None or parent[IS_REMOTE]:
                 priority = True
                 self._open.roots.pop(span_id, None)
-                if self._journal is not None:
-                    self._journal.closed(context[TRACE_ID], span_id)
                 if self._markers.sent:
                     self._markers.sent.pop(span_id, None)
                 if self._refused.by_trace:
@@ -283,7 +285,7 @@ class LifecycleSpanProcessor(SpanProcessor):
     # Flush and shutdown.
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Check timeouts, apply ``on_flush``, write the journal, then flush the export path.
+        """Check timeouts, apply ``on_flush``, flush the export path, then write the journal.
 
         Runs in the caller's thread; False if the journal or the export path did
         not finish within ``timeout_millis``.
@@ -300,8 +302,8 @@ class LifecycleSpanProcessor(SpanProcessor):
                 self._finalizer.finalize_all(FLUSH, deadline)
         except Exception as error:  # noqa: BLE001
             self._internal_error("force_flush", error)
-        journaled = self._journal is None or self._journal.flush(deadline.remaining())
-        return self._flush_export(deadline) and journaled
+        exported = self._flush_export(deadline)  # first: the journal then lets their rows go
+        return (self._journal is None or self._journal.flush(deadline.remaining())) and exported
 
     def _flush_export(self, deadline: Deadline) -> bool:
         try:

@@ -211,7 +211,7 @@ def test_roots_recovered_from_the_journal_are_counted_and_logged(
     assert changes(before, read(reader)) == {(RECOVERED, None): 2}
     assert [span.name for span in exporter.get_finished_spans()] == ["lost.0", "lost.1"]
     assert [record.getMessage() for record in caplog.records] == [
-        f"otel_lifecycle: recovered 2 root span(s) of crashed processes from {path}"
+        f"otel_lifecycle: recovered 2 span(s) of crashed processes from {path}"
         " (error.type=process_crash)"
     ]
 

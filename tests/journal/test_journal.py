@@ -57,9 +57,9 @@ def start(journal: Journal, provider: TracerProvider, name: str) -> Span:
 
 
 def end(journal: Journal, span: Span) -> None:
+    """End ``span``, and export it."""
     span.end()
-    context = span.get_span_context()
-    journal.closed(context.trace_id, context.span_id)
+    journal.exported([span])
 
 
 def make_journal(path: Path, clock: Clock, exported: list[ReadableSpan]) -> Journal:
@@ -68,7 +68,7 @@ def make_journal(path: Path, clock: Clock, exported: list[ReadableSpan]) -> Jour
     return journal
 
 
-def test_writer_pairs_short_roots_and_keeps_open_ones(
+def test_open_spans_are_written_and_leave_only_once_exported(
     tmp_path: Path, provider: TracerProvider
 ) -> None:
     path, clock = tmp_path / "j.db", Clock()
@@ -81,7 +81,10 @@ def test_writer_pairs_short_roots_and_keeps_open_ones(
     assert rows(path, "SELECT owner, heartbeat_ns FROM owners") == [(journal.owner, clock.now)]
 
     clock.now += 5
-    end(journal, kept)
+    kept.end()
+    assert journal.flush(10)
+    assert rows(path, "SELECT count(*) FROM roots") == [(1,)], "ended, not exported: kept"
+    journal.exported([kept])
     assert journal.flush(10)
     assert rows(path, "SELECT count(*) FROM roots") == [(0,)]
     assert rows(path, "SELECT heartbeat_ns FROM owners") == [(clock.now,)]
@@ -149,7 +152,7 @@ def test_failed_export_leaves_the_roots_in_the_journal(
     start(journal, provider, "kept")
     assert journal.flush(10)
     LIVE_OWNERS.discard(journal.owner)
-    with pytest.raises(RecoveryError, match="could not export 1 recovered root span"):
+    with pytest.raises(RecoveryError, match=r"could not export 1 recovered span\(s\)"):
         recover(path, FailingExporter())
     assert rows(path, "SELECT count(*) FROM roots") == [(1,)]
     assert recover(path, InMemorySpanExporter()) == 1

@@ -19,7 +19,7 @@ from tests.receiver import OtlpReceiver, ReceivedSpan
 APP = APPS / "journal_app.py"
 CLI = Path(sys.executable).with_name("otel-lifecycle")
 TIMEOUT = 30
-CRASHED = {"agent.run", "job.handle"}
+CRASHED = {"agent.run", "tool.open", "job.handle"}
 
 
 def spawn(mode: str, journal: Path, endpoint: str) -> subprocess.Popen[str]:
@@ -54,7 +54,7 @@ def crash_app(journal: Path, receiver: OtlpReceiver) -> int:
         owners = connection.execute("SELECT pid, heartbeat_ns FROM owners").fetchall()
         roots = connection.execute("SELECT count(*) FROM roots").fetchone()[0]
     assert [pid for pid, _ in owners] == [app.pid]
-    assert roots == 2
+    assert roots == len(CRASHED)
     assert {span.name for span in receiver.spans()} == {"llm.call", "short.root"}
     receiver.clear()
     heartbeat_ns: int = owners[0][1]
@@ -118,6 +118,9 @@ def assert_recovered(spans: tuple[ReceivedSpan, ...], heartbeat_ns: int, transpo
     assert agent.attributes["retries"] == 3
     assert agent.attributes["tags"] == ("a", "b")
     assert agent.attributes["gen_ai.conversation.id"] == "conv-7"
+    tool = by_name["tool.open"]
+    assert (tool.trace_id, tool.parent_span_id) == (agent.trace_id, agent.span_id)
+    assert tool.attributes["gen_ai.conversation.id"] == "conv-7"
     job = by_name["job.handle"]
     assert job.trace_id == "0af7651916cd43dd8448eb211c80319c"
     assert job.parent_span_id == "00f067aa0ba902b7"
@@ -143,7 +146,7 @@ def test_sigkill_then_next_process_recovers_in_background(
     read_line(recoverer, "waiting")
     stdout, stderr = recoverer.communicate("go\n", timeout=TIMEOUT)
     assert (recoverer.returncode, stdout) == (0, "done\n"), stderr
-    assert "recovered 2 root span(s) of crashed processes" in stderr
+    assert "recovered 3 span(s) of crashed processes" in stderr
 
     assert_recovered(receiver.spans(), heartbeat_ns, "grpc")
     assert journal_is_empty(journal)
@@ -160,7 +163,7 @@ def test_sigkill_then_cli_recovers_over_http(tmp_path: Path, receiver: OtlpRecei
     )
 
     first = run_cli(env=env)
-    assert (first.returncode, first.stdout) == (0, f"recovered 2 root span(s) from {journal}\n")
+    assert (first.returncode, first.stdout) == (0, f"recovered 3 span(s) from {journal}\n")
     again = run_cli("--journal", str(journal), env=env)
     assert (again.returncode, again.stdout) == (1, f"nothing to recover in {journal}\n")
 
@@ -183,7 +186,7 @@ def test_two_processes_racing_recover_each_root_once(
     outcomes = [racer.communicate(timeout=TIMEOUT) for racer in racers]
 
     assert [racer.returncode for racer in racers] == [0, 0], outcomes
-    recovered = ["recovered 2 root span(s)" in stderr for _, stderr in outcomes]
+    recovered = ["recovered 3 span(s)" in stderr for _, stderr in outcomes]
     assert sorted(recovered) == [False, True]
     assert_recovered(receiver.spans(), heartbeat_ns, "grpc")
     assert journal_is_empty(journal)
@@ -255,11 +258,10 @@ def test_cli_export_failure_exits_3_and_keeps_the_roots(
 
     assert (result.returncode, result.stdout) == (3, "")
     assert result.stderr.endswith(
-        "otel-lifecycle recover: could not export 2 recovered root span(s); "
-        f"they stay in {journal}\n"
+        f"otel-lifecycle recover: could not export 3 recovered span(s); they stay in {journal}\n"
     )
     with sqlite3.connect(journal) as connection:
-        assert connection.execute("SELECT count(*) FROM roots").fetchone() == (2,)
+        assert connection.execute("SELECT count(*) FROM roots").fetchone() == (3,)
 
 
 def test_cli_refuses_a_missing_or_foreign_journal_with_exit_4(tmp_path: Path) -> None:
