@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, Span, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import StatusCode
 
 from otel_lifecycle import LifecycleSpanProcessor, RecoveryError, recover
-from otel_lifecycle._journal import writer
+from otel_lifecycle._journal import store, writer
 from otel_lifecycle._journal.store import APPLICATION_ID, LIVE_OWNERS, is_journal
 from otel_lifecycle._journal.writer import Journal
 
@@ -90,6 +95,167 @@ def test_open_spans_are_written_and_leave_only_once_exported(
     assert rows(path, "SELECT heartbeat_ns FROM owners") == [(clock.now,)]
     assert journal.close(10)
     assert rows(path, "SELECT count(*) FROM owners") == [(0,)]
+
+
+class RecordOnly(Sampler):
+    """Records every span and samples none: the spans are open, but not for export."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY)
+
+    def get_description(self) -> str:
+        return "RecordOnly"
+
+
+def test_a_span_that_is_not_sampled_is_never_written(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = make_journal(path, Clock(), [])
+    unsampled = TracerProvider(sampler=RecordOnly(), shutdown_on_exit=False)
+    span = start(journal, unsampled, "recorded only")
+    assert span.is_recording()
+    assert journal.flush(10)
+    assert rows(path, "SELECT count(*) FROM roots") == [(0,)]
+    assert journal.close(10)
+
+
+@pytest.mark.parametrize(
+    ("make_delegate", "left"),
+    [
+        pytest.param(FailingExporter, 1, id="export-failed"),
+        pytest.param(InMemorySpanExporter, 0, id="exported"),
+        pytest.param(lambda: SimpleSpanProcessor(InMemorySpanExporter()), 0, id="handed-over"),
+    ],
+)
+def test_a_row_leaves_once_the_exporter_took_its_span_not_when_it_ended(
+    tmp_path: Path, make_delegate: Callable[[], SpanExporter | SimpleSpanProcessor], left: int
+) -> None:
+    path = tmp_path / "j.db"
+    processor = LifecycleSpanProcessor(make_delegate(), journal=str(path), on_flush="none")
+    traced = TracerProvider(shutdown_on_exit=False)
+    traced.add_span_processor(processor)
+    span = traced.get_tracer("unit").start_span("long")
+    processor.force_flush()
+    assert rows(path, "SELECT count(*) FROM roots") == [(1,)], "written while open"
+    span.end()
+    processor.force_flush()
+    assert rows(path, "SELECT count(*) FROM roots") == [(left,)]
+    traced.shutdown()
+    assert rows(path, "SELECT count(*) FROM roots") == [(0,)], "the process ended it itself"
+
+
+def dead_worker(path: Path, provider: TracerProvider) -> tuple[Journal, int]:
+    """A journal with one open span on disk that looks gone (its heartbeat then stops)."""
+    clock = Clock()
+    worker = make_journal(path, clock, [])
+    start(worker, provider, "running")
+    clock.now = time.time_ns()  # after the span started
+    assert worker.flush(10)
+    LIVE_OWNERS.discard(worker.owner)
+    return worker, clock.now
+
+
+def test_a_gone_owners_spans_are_adopted_at_the_next_heartbeat_and_leave_once_exported(
+    tmp_path: Path, provider: TracerProvider
+) -> None:
+    """A supervisor sharing the file recovers a dead worker's spans while it runs."""
+    path, clock = tmp_path / "j.db", Clock()
+    recovered: list[ReadableSpan] = []
+    supervisor = make_journal(path, clock, recovered)
+    assert supervisor.flush(10)
+    worker, died_at = dead_worker(path, provider)
+
+    assert supervisor.flush(10)
+    assert recovered == [], "adopted before its heartbeat was due"
+    clock.now += int(writer.DEFAULT_HEARTBEAT_INTERVAL * 1e9)
+    assert supervisor.flush(10)
+    (span,) = recovered
+    assert (span.name, span.end_time) == ("running", died_at)
+    assert rows(path, "SELECT owner FROM roots") == [(supervisor.owner,)], "kept until exported"
+    supervisor.exported(recovered)
+    assert supervisor.flush(10)
+    assert rows(path, "SELECT count(*) FROM roots") == [(0,)]
+    for journal in (worker, supervisor):
+        assert journal.close(10)
+
+
+def test_a_span_its_adopter_did_not_export_before_dying_keeps_its_first_ending(
+    tmp_path: Path, provider: TracerProvider
+) -> None:
+    path = tmp_path / "j.db"
+    worker, died_at = dead_worker(path, provider)
+    adopter = make_journal(path, Clock(died_at + 7_000_000_000), [])
+    assert adopter.flush(10)
+    assert rows(path, "SELECT owner FROM roots") == [(adopter.owner,)]
+    LIVE_OWNERS.discard(adopter.owner)  # it dies before its export
+
+    exporter = InMemorySpanExporter()
+    assert recover(path, exporter) == 1
+    (span,) = exporter.get_finished_spans()
+    assert (span.name, span.end_time) == ("running", died_at)
+    for journal in (worker, adopter):
+        assert journal.close(10)
+
+
+@pytest.fixture
+def writer_paused_in_transaction(
+    tmp_path: Path, provider: TracerProvider, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Journal, threading.Event]]:
+    """A journal whose writer waits inside its write transaction until the event is set."""
+    inside, go_on = threading.Event(), threading.Event()
+    real_heartbeat = store.heartbeat
+
+    def paused(connection: sqlite3.Connection, owner: str, now_ns: int) -> None:
+        if connection.in_transaction and not go_on.is_set():
+            inside.set()
+            go_on.wait(10)
+        real_heartbeat(connection, owner, now_ns)
+
+    monkeypatch.setattr(store, "heartbeat", paused)
+    journal = make_journal(tmp_path / "j.db", Clock(), [])
+    assert journal.flush(10)
+    start(journal, provider, "parent")
+    assert not journal.flush(0)  # queued and woken, not waited for
+    assert inside.wait(10), "the writer never began its transaction"
+    yield journal, go_on
+    go_on.set()
+    assert journal.close(10)
+
+
+def fork_and_journal(journal: Journal, provider: TracerProvider) -> int:
+    """Fork a child that journals a span of its own; its exit code (0: written)."""
+    pid = os.fork()
+    if pid == 0:
+        start(journal, provider, "child")
+        os._exit(0 if journal.flush(10) else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_a_fork_waits_for_the_writer_to_leave_its_transaction(
+    writer_paused_in_transaction: tuple[Journal, threading.Event], provider: TracerProvider
+) -> None:
+    """A child forked inside the writer's transaction could never write: SQLite's
+    in-process lock bookkeeping, copied by the fork, says the abandoned connection
+    holds the file."""
+    journal, go_on = writer_paused_in_transaction
+    os.register_at_fork(before=go_on.set)  # runs first: the journal's own hook then waits
+    assert fork_and_journal(journal, provider) == 0, "the child could not write its span"
+    records = rows(Path(journal.path), "SELECT record FROM roots")
+    assert {json.loads(str(record))["name"] for (record,) in records} == {"parent", "child"}
+
+
+def test_a_child_forked_while_the_writer_stays_in_sqlite_journals_nothing_and_says_so(
+    writer_paused_in_transaction: tuple[Journal, threading.Event],
+    provider: TracerProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    journal, go_on = writer_paused_in_transaction
+    monkeypatch.setattr(writer, "FORK_WAIT", 0.01)
+    assert fork_and_journal(journal, provider) == 1, "the child's journal is off"
+    go_on.set()
+    assert journal.flush(10), "the parent journals on"
+    records = rows(Path(journal.path), "SELECT record FROM roots")
+    assert [json.loads(str(record))["name"] for (record,) in records] == ["parent"]
 
 
 def test_idle_heartbeat_is_refreshed_only_when_due(tmp_path: Path) -> None:
@@ -304,6 +470,7 @@ def test_unopenable_journal_turns_journaling_off(
         )
         assert not processor.force_flush(timeout_millis=10_000)
     assert any("journaling is off" in record.getMessage() for record in caplog.records)
+    assert processor.stats().journal_stopped == 1
     processor.shutdown()
 
 
