@@ -40,7 +40,7 @@ DROPPED = "otel_lifecycle.span.dropped"
 UNTRACKED = "otel_lifecycle.span.untracked"
 """Spans started but not tracked, by ``error.type``: tracking_full, already_shutdown."""
 RECOVERED = "otel_lifecycle.span.recovered"
-"""Local roots of crashed processes recovered from the crash journal."""
+"""Spans of crashed processes recovered from the crash journal."""
 
 SPAN_UNIT = "{span}"
 
@@ -125,7 +125,7 @@ def _create_instruments(meter: Meter) -> None:
         RECOVERED,
         [functools.partial(_observe, RECOVERED)],
         SPAN_UNIT,
-        "Local roots of crashed processes recovered from the crash journal.",
+        "Spans of crashed processes recovered from the crash journal.",
     )
 
 
