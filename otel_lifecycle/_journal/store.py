@@ -250,11 +250,21 @@ def write_batch(
 
 
 def retire(connection: sqlite3.Connection, owner: str) -> None:
-    """Remove ``owner`` and its roots: the process ended them (or finalized them) itself."""
+    """Remove ``owner``'s own spans: the process ended (or finalized) them itself.
+
+    Spans it adopted and did not export (its export path refused or failed them)
+    stay, with the owner row, for the next recoverer.
+    """
     connection.execute("BEGIN IMMEDIATE")
     try:
-        connection.execute("DELETE FROM roots WHERE owner = ?", (owner,))
-        connection.execute("DELETE FROM owners WHERE owner = ?", (owner,))
+        connection.execute(
+            f"DELETE FROM roots WHERE owner = ? AND record NOT LIKE '{_ADOPTED}%'", (owner,)
+        )
+        connection.execute(
+            "DELETE FROM owners WHERE owner = ? AND NOT EXISTS "
+            "(SELECT 1 FROM roots WHERE owner = ?)",
+            (owner, owner),
+        )
     except BaseException:
         connection.execute("ROLLBACK")
         raise
@@ -342,11 +352,15 @@ def adopt_crashed(
     return adopted
 
 
+_ADOPTED = '{"ended":'
+"""How the record of an adopted span begins: with its ending, kept first."""
+
+
 def ended(root: ClaimedRoot) -> ClaimedRoot:
-    """``root`` with its ending (its owner's last heartbeat) kept in its record."""
+    """``root`` with its ending (its owner's last heartbeat) kept first in its record."""
     record = json.loads(root.record)
-    record.setdefault("ended", root.heartbeat_ns)
-    return replace(root, record=json.dumps(record, separators=(",", ":")))
+    first = {"ended": record.pop("ended", root.heartbeat_ns)}
+    return replace(root, record=json.dumps({**first, **record}, separators=(",", ":")))
 
 
 def _is_gone(owner: str, pid: int, host: str, silent_ns: int, stale_after_ns: int) -> bool:

@@ -17,12 +17,14 @@ exported less than one commit before the kill is exported twice (recovered).
 
 Every ``heartbeat_interval`` the writer refreshes the heartbeat and adopts the
 spans of owners that are gone (see ``store``): it hands each to ``export`` as a
-finished span, and its row, now its own, leaves once that export succeeded. Any
-process sharing the file (a gunicorn master, the Celery main process, a sibling)
-so recovers a dead worker's spans within seconds. All file access happens in
-the writer thread, so a slow or corrupt file never delays the application. A
-fork waits (at most ``FORK_WAIT`` seconds) until the writer is outside SQLite:
-a child forked inside a transaction could never write to the file.
+finished span, and its row, now its own, leaves once that export succeeded (if
+it exits first, the row stays for the next recoverer; a process shutting down
+adopts nothing more). Any process sharing the file (a gunicorn master, the
+Celery main process, a sibling) so recovers a dead worker's spans within
+seconds. All file access happens in the writer thread, so a slow or corrupt
+file never delays the application. A fork waits (at most ``FORK_WAIT``
+seconds) until the writer is outside SQLite: a child forked in a transaction
+could never write to the file.
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ class Journal:
         self._accepting = True
         self._stopped = False
         self._recovering = True
+        self._adopting = True
+        """Whether to adopt dead owners' spans every heartbeat: not once the process shuts down."""
         self._recovery_waiters: deque[threading.Event] = deque()
         self._wake_reader, self._wake_writer = wakeup_pair()
         self._added: dict[Key, Span] = {}
@@ -160,11 +164,13 @@ class Journal:
         return done.wait(max(timeout, 0.0)) and self._accepting
 
     def finish_recovery(self, timeout: float) -> bool:
-        """Wait until the crashed spans found at start were handed over; False on timeout.
+        """Adopt nothing more; wait until the crashed spans found at start were handed
+        over; False on timeout.
 
         A process that shuts down right after it started waits for them, so they
         leave with its own spans instead of after its export path closed.
         """
+        self._adopting = False
         done = threading.Event()  # of its own: none the thread a signal interrupted may hold
         self._recovery_waiters.append(done)
         if not self._recovering or not self._thread.is_alive():
@@ -238,7 +244,7 @@ class Journal:
 
     def _write(self, connection: sqlite3.Connection) -> None:
         """Write the queue in batches; refresh the heartbeat and adopt when it is due."""
-        if self._clock() - self._last_adoption >= self._heartbeat_ns:
+        if self._adopting and self._clock() - self._last_adoption >= self._heartbeat_ns:
             self._adopt(connection)
         while True:
             drained = self._drain()

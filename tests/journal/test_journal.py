@@ -196,6 +196,42 @@ def test_a_span_its_adopter_did_not_export_before_dying_keeps_its_first_ending(
         assert journal.close(10)
 
 
+def test_spans_adopted_but_not_exported_stay_for_the_next_recoverer(
+    tmp_path: Path, provider: TracerProvider
+) -> None:
+    """The adopter's export path refused them (it was closing): its exit keeps them."""
+    path = tmp_path / "j.db"
+    worker, died_at = dead_worker(path, provider)
+    refused: list[ReadableSpan] = []
+    adopter = make_journal(path, Clock(died_at + 7_000_000_000), refused)
+    assert adopter.flush(10)
+    assert [span.name for span in refused] == ["running"]
+    assert adopter.close(10)
+    assert rows(path, "SELECT owner FROM roots") == [(adopter.owner,)]
+
+    exporter = InMemorySpanExporter()
+    assert recover(path, exporter) == 1
+    (span,) = exporter.get_finished_spans()
+    assert (span.name, span.end_time) == ("running", died_at)
+    assert worker.close(10)
+
+
+def test_a_journal_whose_process_shuts_down_adopts_nothing_more(
+    tmp_path: Path, provider: TracerProvider
+) -> None:
+    path, clock = tmp_path / "j.db", Clock()
+    recovered: list[ReadableSpan] = []
+    closing = make_journal(path, clock, recovered)
+    assert closing.finish_recovery(10)
+    worker, _ = dead_worker(path, provider)
+    clock.now += int(writer.DEFAULT_HEARTBEAT_INTERVAL * 1e9)
+    assert closing.flush(10)
+    assert closing.close(10)
+    assert recovered == []
+    assert rows(path, "SELECT count(*) FROM roots") == [(1,)], "left for the next recoverer"
+    assert worker.close(10)
+
+
 @pytest.fixture
 def writer_paused_in_transaction(
     tmp_path: Path, provider: TracerProvider, monkeypatch: pytest.MonkeyPatch
