@@ -11,7 +11,7 @@ counts towards ``MAX_THREADS``).
 
 Python 3.12 and later refuse to start a thread once the interpreter is
 finalizing, which is when ``atexit`` hooks run. A user that will need a bounded
-call at exit has a thread wait for it beforehand (``reserve()``); a call that
+call at exit has a thread wait for it beforehand (``reserve_for()``); a call that
 still finds no thread and cannot start one fails at once, as when every thread
 hangs.
 """
@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 
 from otel_lifecycle._core.threads import background
@@ -111,6 +112,14 @@ def call_within(function: Callable[[], object], timeout: float) -> bool:
     return CALLER.call_within(function, timeout)
 
 
-def reserve() -> None:
-    """Have a thread of the process's pool wait idle for a later call."""
+def reserve_for(owner: object) -> None:
+    """Have a thread of the process's pool wait idle for ``owner``'s later call, now and
+    in every forked child while ``owner`` lives (a child starts with no thread)."""
     CALLER.reserve()
+    reference = weakref.ref(owner)
+    os.register_at_fork(after_in_child=lambda: _reserve_while(reference))
+
+
+def _reserve_while(reference: weakref.ref[object]) -> None:
+    if reference() is not None:
+        CALLER.reserve()

@@ -17,8 +17,6 @@ that ends the handler's work hands them over on a bounded thread.
 
 from __future__ import annotations
 
-import os
-import weakref
 from collections import deque
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
@@ -39,9 +37,7 @@ class DelegatePath:
         """Told of each span handed over: the processor exports it by its own rules."""
         self._deferring = False
         self._deferred: deque[ReadableSpan] = deque()
-        bounded.reserve()
-        reference = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _reserve_in_child(reference))
+        bounded.reserve_for(self)
 
     def emit(self, span: ReadableSpan) -> bool:
         """Hand ``span`` to the processor (in a signal handler: keep it for a bounded thread)."""
@@ -101,8 +97,3 @@ class DelegatePath:
     def _shut_down(self) -> None:
         self._hand_over()
         self.processor.shutdown()
-
-
-def _reserve_in_child(reference: weakref.ref[DelegatePath]) -> None:
-    if reference() is not None:
-        bounded.reserve()

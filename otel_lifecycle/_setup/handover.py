@@ -158,6 +158,7 @@ class SuccessorProcessor(LifecycleSpanProcessor):
         self._shared = tuple(exporters)
         delegate = exporters[0] if len(exporters) == 1 else FanOutExporter(exporters)
         super().__init__(delegate, **overrides)
+        bounded.reserve_for(self)  # for the shutdown at exit, when 3.12+ starts no thread
 
     def _export_queued(self, deadline: Deadline) -> bool:
         """Export what the batch processors hold, on a bounded thread: an exporter may hang,
