@@ -94,6 +94,11 @@ def describe_journal(path: Path) -> str:
     return "\n--- journal ---\n" + "\n".join(lines)
 
 
+def assert_journal_empty(path: Path, report: str = "") -> None:
+    """No span left in the journal, and no owner: every process retired or was adopted."""
+    assert (rows(path), owners(path)) == ([], []), describe_journal(path) + report
+
+
 def journaled(
     path: Path, group: ProcessGroup, names: Collection[str], pid: int, timeout: float = 10
 ) -> list[Row]:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.process._journal import assert_journal_empty
 from tests.process._launch import BIN
 from tests.receiver import ReceivedSpan
 
@@ -35,29 +37,57 @@ STUCK_S = 30.0
 """A task that runs longer than any test."""
 
 
+def worker_command(*options: str) -> list[str]:
+    """``celery worker`` with the prefork pool of ``CONCURRENCY`` children, consuming tasks_app."""
+    return [
+        str(BIN / "celery"),
+        "-A",
+        "tasks_app",
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        str(CONCURRENCY),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel",
+        "info",
+        *options,
+    ]
+
+
+@pytest.fixture(params=[pytest.param(False, id="no-journal")])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | None]:
+    """The crash journal of the worker, if the test is parametrized with one (``True``).
+
+    With one, every process retires or is adopted: nothing is left in it after the test.
+    """
+    if not request.param:
+        yield None
+        return
+    path = tmp_path / "journal.db"
+    yield path
+    assert_journal_empty(path)
+
+
+JOURNAL_TOO = pytest.mark.parametrize(
+    "journal",
+    [pytest.param(False, id="no-journal"), pytest.param(True, id="journal")],
+    indirect=True,
+)
+"""The test, without and with a crash journal: the outcome is the same."""
+
+
 @pytest.fixture
-def start_worker(start_app: StartApp, broker: str, queue: str) -> Any:
+def start_worker(start_app: StartApp, broker: str, queue: str, journal: Path | None) -> Any:
     """``start_worker(*options)``: a Celery prefork worker consuming the test's queue, ready."""
 
     def start(*options: str) -> Worker:
-        command = [
-            str(BIN / "celery"),
-            "-A",
-            "tasks_app",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            str(CONCURRENCY),
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "info",
-            *options,
-        ]
-        worker = start_app(command, {"CELERY_BROKER_URL": broker, "CELERY_QUEUE": queue})
-        return worker.wait_ready()
+        env = {"CELERY_BROKER_URL": broker, "CELERY_QUEUE": queue}
+        if journal is not None:
+            env["OTEL_LIFECYCLE_JOURNAL"] = str(journal)
+        return start_app(worker_command(*options), env).wait_ready()
 
     return start
 
@@ -124,6 +154,7 @@ def test_children_recycled_after_each_task_export_every_span(
     assert_ended_by_app(spans, report)
 
 
+@JOURNAL_TOO
 def test_a_warm_shutdown_exports_the_tasks_it_lets_finish(
     start_worker: Any, producer: Any, queue: str
 ) -> None:
@@ -151,6 +182,7 @@ def test_a_hard_time_limit_ends_the_task_as_time_limit_exceeded(
     assert "Hard time limit (1s) exceeded" in worker.output(), report
 
 
+@JOURNAL_TOO
 def test_a_cold_shutdown_ends_the_running_tasks_as_cold_shutdown(
     start_worker: Any, producer: Any, queue: str
 ) -> None:
@@ -163,6 +195,7 @@ def test_a_cold_shutdown_ends_the_running_tasks_as_cold_shutdown(
     assert_finalized(spans, "cold_shutdown", report)
 
 
+@JOURNAL_TOO
 def test_revoke_with_terminate_ends_the_task_as_task_revoked_error(
     start_worker: Any, producer: Any, queue: str
 ) -> None:
@@ -176,6 +209,7 @@ def test_revoke_with_terminate_ends_the_task_as_task_revoked_error(
     assert_finalized(spans, "TaskRevokedError", report)
 
 
+@JOURNAL_TOO
 def test_a_child_terminated_by_anyone_else_ends_its_task_as_sigterm(
     start_worker: Any, producer: Any, queue: str
 ) -> None:

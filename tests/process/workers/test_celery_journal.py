@@ -24,17 +24,16 @@ import pytest
 from tests.process._journal import (
     PROCESS_CRASH,
     Recovery,
+    assert_journal_empty,
     assert_recovered,
     describe_journal,
     journaled,
     owners,
-    rows,
 )
-from tests.process._launch import BIN
 
 from ._harness import Worker, assert_ended_by_app, describe, named
 from .conftest import StartApp
-from .test_celery import CONCURRENCY, STUCK_S, send, stop_warm, task_spans
+from .test_celery import STUCK_S, send, stop_warm, task_spans, worker_command
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -58,29 +57,13 @@ def start_worker(start_app: StartApp, broker: str, queue: str, journal: Path) ->
     """``start_worker(*options)``: a prefork worker journaling into ``journal``, ready."""
 
     def start(*options: str) -> Worker:
-        command = [
-            str(BIN / "celery"),
-            "-A",
-            "tasks_app",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            str(CONCURRENCY),
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "info",
-            *options,
-        ]
         env = {
             "CELERY_BROKER_URL": broker,
             "CELERY_QUEUE": queue,
             "OTEL_LIFECYCLE_JOURNAL": str(journal),
             "OTEL_BSP_SCHEDULE_DELAY": str(SCHEDULE_DELAY_MS),
         }
-        return start_app(command, env).wait_ready()
+        return start_app(worker_command(*options), env).wait_ready()
 
     return start
 
@@ -88,12 +71,6 @@ def start_worker(start_app: StartApp, broker: str, queue: str, journal: Path) ->
 def marker_pid(marker: str) -> int:
     """The pid of the child that runs a task, from its marker ``<label>-<pid>``."""
     return int(marker.rpartition("-")[2])
-
-
-def assert_journal_empty(journal: Path, report: str) -> None:
-    """No span left in the journal, and no owner: every process retired or was adopted."""
-    assert rows(journal) == [], describe_journal(journal) + report
-    assert owners(journal) == [], describe_journal(journal) + report
 
 
 def test_a_child_killed_mid_task_has_its_spans_recovered_by_the_running_worker(
