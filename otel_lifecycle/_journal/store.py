@@ -325,10 +325,10 @@ def claim_crashed(
 def adopt_crashed(
     connection: sqlite3.Connection, me: str, now_ns: int, stale_after_ns: int
 ) -> list[ClaimedRoot]:
-    """Make ``me`` the owner of every root whose owner is gone, ended at its last heartbeat.
+    """Make ``me`` the owner of every span whose owner is gone, ended at its last heartbeat.
 
-    The roots stay in the journal, under ``me``, until ``me`` exported them: if
-    ``me`` dies first, the next recoverer takes them with their first ending.
+    The spans stay in the journal, under ``me``, until ``me`` exported them: if
+    ``me`` dies or exits first, the next recoverer takes them with their first ending.
     Reads without the write lock when nobody is gone (the usual case).
     """
     if not _gone_owners(connection, me, now_ns, stale_after_ns):

@@ -108,7 +108,6 @@ class Journal:
 
     def _reset(self) -> None:
         self.owner = f"{secrets.token_hex(8)}-{os.getpid()}"
-        self.recovered = 0
         self._pending: deque[_Item] = deque()
         self._accepting = True
         self._stopped = False
@@ -238,7 +237,6 @@ class Journal:
         self._on_disk.update((root.trace_id, root.span_id) for root in adopted)
         for root in adopted:
             self._export(recovered_span(root))
-        self.recovered += len(adopted)
         if adopted:
             report_recovered(len(adopted), self.path)
 
