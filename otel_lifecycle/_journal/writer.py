@@ -12,8 +12,9 @@ A row leaves only once its span was exported: the export path tells
 rows at once. A span whose export failed keeps its row until the process
 exits, so a crash before then still recovers it. Crash windows: a span opened
 less than ``interval`` before the process is killed, or that ended and waits
-for the export tick without having been written, is lost with it; a span
-exported less than one commit before the kill is exported twice (recovered).
+for the export tick without having been written, is lost with it; a span the
+collector received before the kill but whose success the exporter had not yet
+reported, or whose row was not yet deleted, is exported twice (recovered).
 
 Every ``heartbeat_interval`` the writer refreshes the heartbeat and adopts the
 spans of owners that are gone (see ``store``): it hands each to ``export`` as a
