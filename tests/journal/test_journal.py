@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, Span, TracerProvider
@@ -232,11 +232,19 @@ def test_a_journal_whose_process_shuts_down_adopts_nothing_more(
     assert worker.close(10)
 
 
+class Paused(NamedTuple):
+    """A journal whose writer waits inside the transaction writing ``span``, until ``go_on``."""
+
+    journal: Journal
+    go_on: threading.Event
+    span: Span
+
+
 @pytest.fixture
 def writer_paused_in_transaction(
     tmp_path: Path, provider: TracerProvider, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Journal, threading.Event]]:
-    """A journal whose writer waits inside its write transaction until the event is set."""
+) -> Iterator[Paused]:
+    """A journal whose writer waits inside its write transaction until ``go_on`` is set."""
     inside, go_on = threading.Event(), threading.Event()
     real_heartbeat = store.heartbeat
 
@@ -249,12 +257,25 @@ def writer_paused_in_transaction(
     monkeypatch.setattr(store, "heartbeat", paused)
     journal = make_journal(tmp_path / "j.db", Clock(), [])
     assert journal.flush(10)
-    start(journal, provider, "parent")
+    span = start(journal, provider, "parent")
     assert not journal.flush(0)  # queued and woken, not waited for
     assert inside.wait(10), "the writer never began its transaction"
-    yield journal, go_on
+    yield Paused(journal, go_on, span)
     go_on.set()
     assert journal.close(10)
+
+
+def test_a_span_exported_while_its_row_is_being_written_leaves_the_journal(
+    writer_paused_in_transaction: Paused,
+) -> None:
+    """The export path may report a span between the writer's look (still open) and its
+    commit: the row must not stay behind, to be recovered as a crash later."""
+    journal, go_on, span = writer_paused_in_transaction
+    span.end()
+    journal.exported([span])
+    go_on.set()
+    assert journal.flush(10)
+    assert rows(Path(journal.path), "SELECT count(*) FROM roots") == [(0,)]
 
 
 def fork_and_journal(journal: Journal, provider: TracerProvider) -> int:
@@ -268,12 +289,12 @@ def fork_and_journal(journal: Journal, provider: TracerProvider) -> int:
 
 
 def test_a_fork_waits_for_the_writer_to_leave_its_transaction(
-    writer_paused_in_transaction: tuple[Journal, threading.Event], provider: TracerProvider
+    writer_paused_in_transaction: Paused, provider: TracerProvider
 ) -> None:
     """A child forked inside the writer's transaction could never write: SQLite's
     in-process lock bookkeeping, copied by the fork, says the abandoned connection
     holds the file."""
-    journal, go_on = writer_paused_in_transaction
+    journal, go_on, _ = writer_paused_in_transaction
     os.register_at_fork(before=go_on.set)  # runs first: the journal's own hook then waits
     assert fork_and_journal(journal, provider) == 0, "the child could not write its span"
     records = rows(Path(journal.path), "SELECT record FROM roots")
@@ -281,11 +302,11 @@ def test_a_fork_waits_for_the_writer_to_leave_its_transaction(
 
 
 def test_a_child_forked_while_the_writer_stays_in_sqlite_journals_nothing_and_says_so(
-    writer_paused_in_transaction: tuple[Journal, threading.Event],
+    writer_paused_in_transaction: Paused,
     provider: TracerProvider,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    journal, go_on = writer_paused_in_transaction
+    journal, go_on, _ = writer_paused_in_transaction
     monkeypatch.setattr(writer, "FORK_WAIT", 0.01)
     assert fork_and_journal(journal, provider) == 1, "the child's journal is off"
     go_on.set()

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
-
 from tests.process._launch import ProcessGroup
 from tests.receiver import OtlpReceiver, ReceivedSpan
 
@@ -104,14 +102,16 @@ def journaled(
 ) -> list[Row]:
     """Poll the journal until it holds a row named each of ``names``, owned by ``pid``; those
     rows. Fails at ``timeout`` or if the process started exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and group.process.poll() is None:
-        held = [row for row in rows(path) if row.pid == pid and row.name in names]
-        if {row.name for row in held} == set(names):
-            return held
-        time.sleep(0.05)
-    what = f"the journal did not hold rows {sorted(names)} of pid {pid} within {timeout} s:"
-    pytest.fail(f"{what}{describe_journal(path)}{group.output()}")
+
+    def held() -> list[Row]:
+        return [row for row in rows(path) if row.pid == pid and row.name in names]
+
+    group._wait(
+        lambda: {row.name for row in held()} == set(names),
+        timeout,
+        f"the journal held no rows {sorted(names)} of pid {pid}",
+    )
+    return held()
 
 
 @dataclass

@@ -109,6 +109,11 @@ def assert_tasks(spans: Sequence[Any], task: str, count: int, report: str) -> No
     ), report
 
 
+def marker_pid(marker: str) -> int:
+    """The pid of the child that runs a task, from its marker ``<label>-<pid>``."""
+    return int(marker.rpartition("-")[2])
+
+
 def every_child_busy(start_worker: Any, producer: Any, queue: str, seconds: float) -> Worker:
     """A worker started, each of its children running a ``slow`` task of ``seconds``."""
     worker: Worker = start_worker()
@@ -217,7 +222,7 @@ def test_a_child_terminated_by_anyone_else_ends_its_task_as_sigterm(
     worker = start_worker()
     send(producer, queue, "slow", STUCK_S, "killed")
     [marker] = worker.wait_for_markers(1)
-    os.kill(int(marker.rpartition("-")[2]), signal.SIGTERM)
+    os.kill(marker_pid(marker), signal.SIGTERM)
     worker.wait_for_spans(task_spans("slow"))
     spans, report = stop_warm(worker, "slow", 1)
 

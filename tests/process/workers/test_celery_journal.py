@@ -33,7 +33,7 @@ from tests.process._journal import (
 
 from ._harness import Worker, assert_ended_by_app, describe, named
 from .conftest import StartApp
-from .test_celery import STUCK_S, send, stop_warm, task_spans, worker_command
+from .test_celery import STUCK_S, marker_pid, send, stop_warm, task_spans, worker_command
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,11 +66,6 @@ def start_worker(start_app: StartApp, broker: str, queue: str, journal: Path) ->
         return start_app(worker_command(*options), env).wait_ready()
 
     return start
-
-
-def marker_pid(marker: str) -> int:
-    """The pid of the child that runs a task, from its marker ``<label>-<pid>``."""
-    return int(marker.rpartition("-")[2])
 
 
 def test_a_child_killed_mid_task_has_its_spans_recovered_by_the_running_worker(
