@@ -201,7 +201,8 @@ class Journal:
 
     def _journal(self) -> None:
         try:
-            connection = self._connection = open_journal(self.path)
+            with self._writing:
+                connection = self._connection = open_journal(self.path)
         except (sqlite3.Error, OSError) as error:
             self._disable(f"cannot open the crash journal {self.path}: {error}")
             return
@@ -224,7 +225,8 @@ class Journal:
         finally:
             LIVE_OWNERS.discard(self.owner)
             if self._connection is connection:
-                connection.close()
+                with self._writing:
+                    connection.close()
 
     def _adopt(self, connection: sqlite3.Connection) -> None:
         """Take over the spans of owners that are gone and hand them to ``export``."""
@@ -328,6 +330,7 @@ class Journal:
             _logger.warning("otel_lifecycle: %s", problem)
 
     def _before_fork(self) -> None:
+        """Wait until the writer is outside SQLite: opening, writing or closing the file."""
         self._fork_safe = not self._closed and self._writing.acquire(timeout=FORK_WAIT)
 
     def _after_fork_in_parent(self) -> None:

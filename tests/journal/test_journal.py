@@ -265,6 +265,35 @@ def writer_paused_in_transaction(
     assert journal.close(10)
 
 
+def test_a_fork_waits_for_the_writer_to_open_the_file(
+    tmp_path: Path, provider: TracerProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening (and creating) the file is inside SQLite too: a gunicorn master forking its
+    first worker while its writer opened the journal left the worker's writer hung on
+    SQLite state the fork copied, and the worker journaled nothing."""
+    inside, go_on = threading.Event(), threading.Event()
+    order: list[str] = []
+    real_open = store.open_journal
+
+    def paused(path: str) -> sqlite3.Connection:
+        inside.set()
+        go_on.wait(10)
+        connection = real_open(path)
+        order.append("opened")
+        return connection
+
+    monkeypatch.setattr(writer, "open_journal", paused)
+    journal = make_journal(tmp_path / "j.db", Clock(), [])
+    assert inside.wait(10), "the writer never began to open the file"
+    os.register_at_fork(
+        before=go_on.set,  # runs first: the journal's own hook then waits
+        after_in_parent=lambda: order.append("forked"),
+    )
+    assert fork_and_journal(journal, provider) == 0, "the child could not write its span"
+    assert order == ["opened", "forked"]
+    assert journal.close(10)
+
+
 def test_a_span_exported_while_its_row_is_being_written_leaves_the_journal(
     writer_paused_in_transaction: Paused,
 ) -> None:
