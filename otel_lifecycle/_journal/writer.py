@@ -30,6 +30,7 @@ could never write to the file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -241,7 +242,7 @@ class Journal:
         for root in adopted:
             self._export(recovered_span(root))
         if adopted:
-            report_recovered(len(adopted), self.path)
+            _say(report_recovered, len(adopted), self.path)
 
     def _write(self, connection: sqlite3.Connection) -> None:
         """Write the queue in batches; refresh the heartbeat and adopt when it is due."""
@@ -316,7 +317,7 @@ class Journal:
         return True
 
     def _disable(self, problem: str) -> None:
-        _logger.warning("otel_lifecycle: %s; journaling is off for this process", problem)
+        _say(_logger.warning, "otel_lifecycle: %s; journaling is off for this process", problem)
         self._accepting = False
         self._stopped_writing()
         while self._pending:
@@ -327,7 +328,7 @@ class Journal:
     def _log_once(self, problem: str) -> None:
         if problem not in self._logged:
             self._logged.add(problem)
-            _logger.warning("otel_lifecycle: %s", problem)
+            _say(_logger.warning, "otel_lifecycle: %s", problem)
 
     def _before_fork(self) -> None:
         """Wait until the writer is outside SQLite: opening, writing or closing the file."""
@@ -353,6 +354,14 @@ class Journal:
             self.start()
         else:
             self._disable(f"forked while the crash journal {self.path} was being written")
+
+
+def _say(log: Callable[..., None], *args: object) -> None:
+    """Log from the writer thread, which a failing log call must not stop: billiard swaps
+    the logging handlers' locks in a new Celery child, and a call at that moment raises
+    ("cannot release un-acquired lock")."""
+    with contextlib.suppress(Exception):
+        log(*args)
 
 
 def _call(reference: weakref.ref[Journal], method: Callable[[Journal], None]) -> None:

@@ -584,6 +584,30 @@ def test_a_writer_that_fails_unexpectedly_says_so_once_and_waits_for_nothing(
     assert journal.close(10)
 
 
+def test_a_log_call_that_raises_in_the_writer_does_not_stop_journaling(
+    tmp_path: Path, provider: TracerProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen in a new Celery child: billiard swaps the logging handlers' locks while the
+    writer logs "recovered ...", the log call raises, and the writer died with the
+    adopted spans exported but still in the journal: recovered again, twice, later."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("cannot release un-acquired lock")
+
+    monkeypatch.setattr(writer, "report_recovered", broken)
+    path = tmp_path / "j.db"
+    worker, _ = dead_worker(path, provider)
+    recovered: list[ReadableSpan] = []
+    adopter = make_journal(path, Clock(), recovered)
+    assert adopter.flush(10), "journaling stopped"
+    assert [span.name for span in recovered] == ["running"]
+    adopter.exported(recovered)
+    assert adopter.flush(10)
+    assert rows(path, "SELECT count(*) FROM roots") == [(0,)]
+    for journal in (worker, adopter):
+        assert journal.close(10)
+
+
 def test_journal_argument_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     exporter = InMemorySpanExporter()
     with pytest.raises(TypeError, match=r"journal must be a str or os\.PathLike"):
